@@ -1,0 +1,1314 @@
+//! Minimal reader of the running kernel's raw BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! Rust eBPF has no CO-RE relocations, so the agent learns struct offsets, kernel enum values and
+//! raw tracepoint argument types from BTF at start-up and hands them to the programs as globals.
+//! Format: Documentation/bpf/btf.rst. Everything read from the blob is bounds-checked; malformed
+//! input yields [`BtfError`], never a panic, and reference cycles stop at [`MAX_DEPTH`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+const HEADER_LEN: usize = 24;
+/// Longest typedef/modifier chain, anonymous-member nesting or type-name recursion we follow.
+const MAX_DEPTH: usize = 64;
+
+const KIND_INT: u8 = 1;
+const KIND_PTR: u8 = 2;
+const KIND_ARRAY: u8 = 3;
+const KIND_STRUCT: u8 = 4;
+const KIND_UNION: u8 = 5;
+const KIND_ENUM: u8 = 6;
+const KIND_FWD: u8 = 7;
+const KIND_TYPEDEF: u8 = 8;
+const KIND_VOLATILE: u8 = 9;
+const KIND_CONST: u8 = 10;
+const KIND_RESTRICT: u8 = 11;
+const KIND_FUNC: u8 = 12;
+const KIND_FUNC_PROTO: u8 = 13;
+const KIND_VAR: u8 = 14;
+const KIND_DATASEC: u8 = 15;
+const KIND_FLOAT: u8 = 16;
+const KIND_DECL_TAG: u8 = 17;
+const KIND_TYPE_TAG: u8 = 18;
+const KIND_ENUM64: u8 = 19;
+
+fn kind_name(kind: u8) -> &'static str {
+    const NAMES: &str = "void,int,pointer,array,struct,union,enum,forward declaration,typedef,\
+        volatile,const,restrict,function,function prototype,variable,data section,float,decl tag,\
+        type tag,enum64";
+    NAMES
+        .split(',')
+        .nth(usize::from(kind))
+        .unwrap_or("unknown kind")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error(
+        "cannot read BTF from {path}: {source}; the agent needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF (it provides /sys/kernel/btf/vmlinux) and permission to read it"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "malformed BTF in {origin}: {reason}; expected raw kernel BTF like /sys/kernel/btf/vmlinux"
+    )]
+    Malformed { origin: String, reason: String },
+    #[error(
+        "the running kernel's BTF has no struct or union `{name}`; was it renamed in this kernel \
+         version? the agent needs CONFIG_DEBUG_INFO_BTF"
+    )]
+    StructNotFound { name: String },
+    /// The struct exists but the path does not lead to a byte-addressable member.
+    #[error("cannot locate `{struct_name}.{member_path}` in the running kernel's BTF: {problem}")]
+    Member {
+        struct_name: String,
+        member_path: String,
+        problem: String,
+    },
+    #[error(
+        "the running kernel's BTF has no enum `{name}`; is this kernel older than 6.x or built \
+         without that feature? the agent needs CONFIG_DEBUG_INFO_BTF"
+    )]
+    EnumNotFound { name: String },
+    #[error(
+        "enum `{enum_name}` has no variant `{variant}` in the running kernel; it has: {available}"
+    )]
+    VariantNotFound {
+        enum_name: String,
+        variant: String,
+        available: String,
+    },
+    #[error(
+        "the running kernel's BTF has no typedef `btf_trace_{tracepoint}`: the raw tracepoint \
+         `{tracepoint}` does not exist in this kernel (look under /sys/kernel/tracing/events/*/) \
+         or the kernel lacks CONFIG_DEBUG_INFO_BTF"
+    )]
+    TracepointNotFound { tracepoint: String },
+    #[error("`btf_trace_{tracepoint}` is not shaped `void (*)(void *, args...)`: {reason}")]
+    BadTracepointType { tracepoint: String, reason: String },
+}
+
+/// Where a member lives inside its outermost struct, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberLocation {
+    pub offset: u32,
+    pub size: u32,
+}
+
+/// One argument of a raw tracepoint as a `tp_btf` program receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracepointArg {
+    /// Parameter name from the kernel's tracepoint stub, or `argN` when BTF has none.
+    pub name: String,
+    /// C spelling of the type, e.g. `struct mem_cgroup *`.
+    pub type_name: String,
+}
+
+#[derive(Debug)]
+struct Member {
+    name_off: u32,
+    type_id: u32,
+    bit_offset: u32,
+    /// Non-zero only for bitfields in structs using the kind_flag encoding.
+    bitfield_bits: u32,
+}
+
+#[derive(Debug)]
+enum Detail {
+    Plain,
+    Int {
+        bits: u32,
+        bit_offset: u32,
+    },
+    Array {
+        elem_type: u32,
+        nelems: u32,
+    },
+    Members(Vec<Member>),
+    /// ENUM and ENUM64 variants: (name offset, value).
+    Enum(Vec<(u32, i64)>),
+    /// FUNC_PROTO parameters: (name offset, type id).
+    Params(Vec<(u32, u32)>),
+}
+
+#[derive(Debug)]
+struct BtfType {
+    name_off: u32,
+    kind: u8,
+    kind_flag: bool,
+    size_or_type: u32,
+    detail: Detail,
+}
+
+/// Parsed BTF: all types (index = type id, 0 is void) plus an index from name to type ids.
+pub struct Btf {
+    origin: String,
+    strings: Vec<u8>,
+    types: Vec<BtfType>,
+    by_name: HashMap<String, Vec<u32>>,
+    pointer_size: u32,
+}
+
+impl fmt::Debug for Btf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Btf")
+            .field("origin", &self.origin)
+            .field("types", &self.types.len())
+            .field("string_bytes", &self.strings.len())
+            .finish()
+    }
+}
+
+/// Bounds-checked u32 reader over one section, in the blob's byte order.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    big_endian: bool,
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Option<u32> {
+        let word: [u8; 4] = self
+            .bytes
+            .get(self.pos..self.pos.checked_add(4)?)?
+            .try_into()
+            .ok()?;
+        self.pos += 4;
+        Some(if self.big_endian {
+            u32::from_be_bytes(word)
+        } else {
+            u32::from_le_bytes(word)
+        })
+    }
+}
+
+impl Btf {
+    pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
+        let bytes = std::fs::read(path).map_err(|source| BtfError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&bytes, path.display().to_string())
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Btf, BtfError> {
+        Self::parse(bytes, "in-memory BTF bytes".to_owned())
+    }
+
+    fn parse(bytes: &[u8], origin: String) -> Result<Btf, BtfError> {
+        let malformed = |reason: String| BtfError::Malformed {
+            origin: origin.clone(),
+            reason,
+        };
+        let header = bytes.get(..HEADER_LEN).ok_or_else(|| {
+            malformed(format!(
+                "only {} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ))
+        })?;
+        let big_endian = match u16::from_le_bytes([header[0], header[1]]) {
+            0xeb9f => false,
+            0x9feb => true,
+            magic => return Err(malformed(format!("magic is {magic:#06x}, not 0xeb9f"))),
+        };
+        if header[2] != 1 {
+            return Err(malformed(format!(
+                "version {} (only version 1 is known)",
+                header[2]
+            )));
+        }
+        let mut fields = Reader {
+            bytes: header,
+            pos: 4,
+            big_endian,
+        };
+        let mut next = || fields.u32().map(|v| v as usize).unwrap_or(usize::MAX);
+        let (hdr_len, type_off, type_len, str_off, str_len) =
+            (next(), next(), next(), next(), next());
+        let data = bytes
+            .get(hdr_len..)
+            .filter(|_| hdr_len >= HEADER_LEN)
+            .ok_or_else(|| malformed(format!("header length {hdr_len} is invalid")))?;
+        let section = |off: usize, len: usize, what: &str| {
+            off.checked_add(len)
+                .and_then(|end| data.get(off..end))
+                .ok_or_else(|| {
+                    malformed(format!(
+                        "{what} section ({len} bytes at {off}) exceeds the data"
+                    ))
+                })
+        };
+        let strings = section(str_off, str_len, "string")?.to_vec();
+        if strings.first() != Some(&0) {
+            return Err(malformed(
+                "string section does not start with a NUL byte".into(),
+            ));
+        }
+        let mut reader = Reader {
+            bytes: section(type_off, type_len, "type")?,
+            pos: 0,
+            big_endian,
+        };
+        let void = BtfType {
+            name_off: 0,
+            kind: 0,
+            kind_flag: false,
+            size_or_type: 0,
+            detail: Detail::Plain,
+        };
+        let mut types = vec![void];
+        while reader.pos < reader.bytes.len() {
+            let type_id = types.len();
+            let ty = parse_type(&mut reader).map_err(|reason| {
+                malformed(format!(
+                    "type id {type_id} (at byte {}): {reason}",
+                    reader.pos
+                ))
+            })?;
+            types.push(ty);
+        }
+        let mut btf = Btf {
+            origin,
+            strings,
+            types,
+            by_name: HashMap::new(),
+            pointer_size: 8,
+        };
+        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+        for (id, ty) in btf.types.iter().enumerate() {
+            let name = btf.name(ty.name_off)?;
+            if !name.is_empty() {
+                let id = u32::try_from(id).map_err(|_| btf.malformed("too many types".into()))?;
+                by_name.entry(name.to_owned()).or_default().push(id);
+            }
+        }
+        btf.by_name = by_name;
+        // BTF does not record pointer width; `long` has it on every Linux ABI.
+        let long = btf
+            .named(&["long unsigned int", "long int"], &[KIND_INT])
+            .next();
+        if let Some(long) = long {
+            btf.pointer_size = btf.types[long as usize].size_or_type;
+        }
+        Ok(btf)
+    }
+
+    /// All variants of a named enum (ENUM or ENUM64), in declaration order.
+    pub fn enum_variants(&self, enum_name: &str) -> Result<Vec<(String, i64)>, BtfError> {
+        // Forward-declared enums have no variants; skip them in favour of the definition.
+        let variants = self
+            .named(&[enum_name], &[KIND_ENUM, KIND_ENUM64])
+            .find_map(|id| match &self.types[id as usize].detail {
+                Detail::Enum(variants) if !variants.is_empty() => Some(variants),
+                _ => None,
+            })
+            .ok_or_else(|| BtfError::EnumNotFound {
+                name: enum_name.to_owned(),
+            })?;
+        variants
+            .iter()
+            .map(|&(name_off, value)| Ok((self.name(name_off)?.to_owned(), value)))
+            .collect()
+    }
+
+    /// Value of one enum variant. Unsigned 64-bit values above `i64::MAX` keep their bits.
+    pub fn enum_value(&self, enum_name: &str, variant: &str) -> Result<i64, BtfError> {
+        let variants = self.enum_variants(enum_name)?;
+        variants
+            .iter()
+            .find(|(name, _)| name == variant)
+            .map(|&(_, value)| value)
+            .ok_or_else(|| BtfError::VariantNotFound {
+                enum_name: enum_name.to_owned(),
+                variant: variant.to_owned(),
+                available: list(variants.iter().map(|(name, _)| name.clone()).collect()),
+            })
+    }
+
+    /// Byte offset and byte size of a member reached by a dotted path from a named struct/union,
+    /// e.g. ("task_struct", "cgroups"), ("mem_cgroup", "css.cgroup"), ("css_set", "subsys[4]").
+    /// Descends through anonymous struct/union members, follows typedefs and qualifiers.
+    pub fn member_offset(
+        &self,
+        struct_name: &str,
+        member_path: &str,
+    ) -> Result<MemberLocation, BtfError> {
+        let components = parse_path(member_path).map_err(|reason| BtfError::Member {
+            struct_name: struct_name.to_owned(),
+            member_path: member_path.to_owned(),
+            problem: format!(
+                "{reason}; use dotted C member names with optional array indexes, e.g. \
+                 `css.cgroup` or `subsys[4]`"
+            ),
+        })?;
+        // A name may be defined more than once (distinct structs in different subsystems, or a
+        // typedef of the same name): the first one where the path resolves wins.
+        let mut first_error = None;
+        for id in self.named(&[struct_name], &[KIND_STRUCT, KIND_UNION, KIND_TYPEDEF]) {
+            let resolved = self.skip_modifiers(id)?;
+            if !matches!(self.ty(resolved)?.kind, KIND_STRUCT | KIND_UNION) {
+                continue;
+            }
+            match self.locate(resolved, struct_name, member_path, &components) {
+                Ok(location) => return Ok(location),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| BtfError::StructNotFound {
+            name: struct_name.to_owned(),
+        }))
+    }
+
+    /// Argument names and C type names of a raw tracepoint: the kernel declares
+    /// `typedef void (*btf_trace_<tp>)(void *, args...)`; this returns the args after `void *`.
+    pub fn tracepoint_args(&self, tracepoint: &str) -> Result<Vec<TracepointArg>, BtfError> {
+        let bad = |reason: String| BtfError::BadTracepointType {
+            tracepoint: tracepoint.into(),
+            reason,
+        };
+        let typedef = self
+            .named(&[&format!("btf_trace_{tracepoint}")], &[KIND_TYPEDEF])
+            .next()
+            .ok_or_else(|| BtfError::TracepointNotFound {
+                tracepoint: tracepoint.to_owned(),
+            })?;
+        let pointer = self.ty(self.skip_modifiers(typedef)?)?;
+        if pointer.kind != KIND_PTR {
+            return Err(bad(format!(
+                "it is a {}, not a pointer",
+                kind_name(pointer.kind)
+            )));
+        }
+        let params = match &self.ty(self.skip_modifiers(pointer.size_or_type)?)?.detail {
+            Detail::Params(params) => params,
+            _ => return Err(bad("it does not point to a function prototype".into())),
+        };
+        match params.first() {
+            Some(&(_, first)) if self.type_name(first)? == "void *" => {}
+            _ => return Err(bad("the first parameter is not `void *`".into())),
+        }
+        let names = self.tracepoint_param_names(tracepoint, params);
+        let mut args = Vec::with_capacity(params.len() - 1);
+        for (index, &(_, type_id)) in params.iter().enumerate().skip(1) {
+            let name = names.as_ref().and_then(|names| names.get(index).cloned());
+            args.push(TracepointArg {
+                name: name.unwrap_or_else(|| format!("arg{}", index - 1)),
+                type_name: self.type_name(type_id)?,
+            });
+        }
+        Ok(args)
+    }
+
+    /// The btf_trace typedef's prototype has no parameter names; the kernel's per-tracepoint
+    /// stub functions have the same parameters, named.
+    fn tracepoint_param_names(
+        &self,
+        tracepoint: &str,
+        params: &[(u32, u32)],
+    ) -> Option<Vec<String>> {
+        let stubs =
+            ["__probestub_", "__traceiter_", "__bpf_trace_"].map(|p| format!("{p}{tracepoint}"));
+        let stub_names: Vec<&str> = stubs.iter().map(String::as_str).collect();
+        let names = self.named(&stub_names, &[KIND_FUNC]).find_map(|func| {
+            let proto = self
+                .types
+                .get(self.types[func as usize].size_or_type as usize)?;
+            let Detail::Params(named) = &proto.detail else {
+                return None;
+            };
+            let same_types =
+                named.len() == params.len() && named.iter().zip(params).all(|(a, b)| a.1 == b.1);
+            let names: Vec<String> = named
+                .iter()
+                .map(|&(name_off, _)| self.name(name_off).ok().map(str::to_owned))
+                .collect::<Option<_>>()?;
+            (same_types && names.iter().all(|name| !name.is_empty())).then_some(names)
+        });
+        names
+    }
+
+    /// Type ids carrying one of `names` whose kind is one of `kinds`, in id order per name.
+    fn named<'a>(&'a self, names: &'a [&str], kinds: &'a [u8]) -> impl Iterator<Item = u32> + 'a {
+        names
+            .iter()
+            .filter_map(|name| self.by_name.get(*name))
+            .flatten()
+            .copied()
+            .filter(|&id| kinds.contains(&self.types[id as usize].kind))
+    }
+
+    fn locate(
+        &self,
+        struct_id: u32,
+        struct_name: &str,
+        member_path: &str,
+        components: &[(&str, Vec<u32>)],
+    ) -> Result<MemberLocation, BtfError> {
+        let fail = |problem: String| {
+            let (struct_name, member_path) = (struct_name.to_owned(), member_path.to_owned());
+            Err(BtfError::Member {
+                struct_name,
+                member_path,
+                problem,
+            })
+        };
+        let mut bit_offset = 0u64;
+        let mut current = struct_id;
+        for (component, indexes) in components {
+            let container = self.ty(self.skip_modifiers(current)?)?;
+            if !matches!(container.kind, KIND_STRUCT | KIND_UNION) {
+                return fail(format!(
+                    "`{component}` is inside a {}, not a struct or union; a member path cannot \
+                     cross pointers, look the pointed-to struct up separately",
+                    kind_name(container.kind)
+                ));
+            }
+            let Some((offset, member)) =
+                self.find_member(container, component, 0, &mut 1_000_000)?
+            else {
+                let mut names = Vec::new();
+                self.member_names(container, 0, &mut names)?;
+                return fail(format!(
+                    "no member `{component}`; members there: {}",
+                    list(names)
+                ));
+            };
+            bit_offset = bit_offset.saturating_add(u64::from(offset));
+            let member_type = self.ty(self.skip_modifiers(member.type_id)?)?;
+            let bits = match member_type.detail {
+                _ if member.bitfield_bits != 0 => member.bitfield_bits,
+                // Structs without kind_flag encode bitfields in the INT type itself.
+                Detail::Int {
+                    bits,
+                    bit_offset: at,
+                } if at != 0 || u64::from(bits) != u64::from(member_type.size_or_type) * 8 => bits,
+                _ => 0,
+            };
+            if bits != 0 || !bit_offset.is_multiple_of(8) {
+                return fail(format!(
+                    "`{component}` is a bitfield ({bits} bits at bit offset {bit_offset}) and has \
+                     no byte offset; read the containing word and mask it instead"
+                ));
+            }
+            current = member.type_id;
+            for &index in indexes {
+                let array = self.ty(self.skip_modifiers(current)?)?;
+                let Detail::Array { elem_type, nelems } = array.detail else {
+                    let kind = kind_name(array.kind);
+                    return fail(format!(
+                        "`{component}` is a {kind}, not an array; drop the index"
+                    ));
+                };
+                // nelems == 0 is a flexible array member: any index is allowed.
+                if nelems != 0 && index >= nelems {
+                    return fail(format!(
+                        "index {index} is out of bounds: `{component}` has {nelems} elements"
+                    ));
+                }
+                let elem_bits = u64::from(self.type_size(elem_type)?) * 8;
+                bit_offset = bit_offset.saturating_add(u64::from(index).saturating_mul(elem_bits));
+                current = elem_type;
+            }
+        }
+        let Ok(offset) = u32::try_from(bit_offset / 8) else {
+            return fail(format!(
+                "the offset ({bit_offset} bits) does not fit in 32 bits"
+            ));
+        };
+        Ok(MemberLocation {
+            offset,
+            size: self.type_size(current)?,
+        })
+    }
+
+    /// Finds `name` among the members of `container`, descending into anonymous members.
+    /// Returns the member's bit offset from the start of `container`. `steps` bounds the work
+    /// so crafted BTF (anonymous members fanning out at every level) cannot stall start-up.
+    fn find_member<'a>(
+        &'a self,
+        container: &'a BtfType,
+        name: &str,
+        depth: usize,
+        steps: &mut usize,
+    ) -> Result<Option<(u32, &'a Member)>, BtfError> {
+        let Detail::Members(members) = &container.detail else {
+            return Ok(None);
+        };
+        if depth > MAX_DEPTH {
+            return Err(self.malformed(format!("anonymous members nest deeper than {MAX_DEPTH}")));
+        }
+        for member in members {
+            *steps = steps.checked_sub(1).ok_or_else(|| {
+                self.malformed("anonymous members expand to more than a million members".into())
+            })?;
+            let member_name = self.name(member.name_off)?;
+            if member_name == name {
+                return Ok(Some((member.bit_offset, member)));
+            }
+            if member_name.is_empty() {
+                let inner = self.ty(self.skip_modifiers(member.type_id)?)?;
+                if let Some((offset, found)) = self.find_member(inner, name, depth + 1, steps)? {
+                    let offset = offset.checked_add(member.bit_offset);
+                    let offset =
+                        offset.ok_or_else(|| self.malformed("member offset overflows".into()))?;
+                    return Ok(Some((offset, found)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Member names as C sees them (anonymous members flattened), for error messages.
+    fn member_names(
+        &self,
+        container: &BtfType,
+        depth: usize,
+        out: &mut Vec<String>,
+    ) -> Result<(), BtfError> {
+        let Detail::Members(members) = &container.detail else {
+            return Ok(());
+        };
+        if depth > MAX_DEPTH {
+            return Ok(()); // find_member reports the malformed nesting
+        }
+        for member in members {
+            match self.name(member.name_off)? {
+                "" => {
+                    let inner = self.ty(self.skip_modifiers(member.type_id)?)?;
+                    self.member_names(inner, depth + 1, out)?;
+                }
+                name => out.push(name.to_owned()),
+            }
+        }
+        Ok(())
+    }
+
+    fn skip_modifiers(&self, mut id: u32) -> Result<u32, BtfError> {
+        for _ in 0..MAX_DEPTH {
+            match self.ty(id)?.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = self.ty(id)?.size_or_type;
+                }
+                _ => return Ok(id),
+            }
+        }
+        Err(self.malformed(format!(
+            "typedef/qualifier chain at type id {id} is a cycle"
+        )))
+    }
+
+    fn type_size(&self, mut id: u32) -> Result<u32, BtfError> {
+        let mut count = 1u64;
+        for _ in 0..MAX_DEPTH {
+            id = self.skip_modifiers(id)?;
+            let ty = self.ty(id)?;
+            let size = match (&ty.detail, ty.kind) {
+                (Detail::Array { elem_type, nelems }, _) => {
+                    count = count.saturating_mul(u64::from(*nelems));
+                    id = *elem_type;
+                    continue;
+                }
+                (_, KIND_PTR) => self.pointer_size,
+                (_, KIND_INT | KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64 | KIND_FLOAT) => {
+                    ty.size_or_type
+                }
+                (_, kind) => {
+                    let kind = kind_name(kind);
+                    return Err(self.malformed(format!("type id {id} is a {kind} and has no size")));
+                }
+            };
+            let total = count.saturating_mul(u64::from(size));
+            return u32::try_from(total)
+                .map_err(|_| self.malformed(format!("size of type id {id} overflows")));
+        }
+        Err(self.malformed(format!(
+            "array nesting at type id {id} is deeper than {MAX_DEPTH}"
+        )))
+    }
+
+    /// C spelling of a type, e.g. `struct mem_cgroup *`, `const char *`, `int[4]`.
+    fn type_name(&self, id: u32) -> Result<String, BtfError> {
+        self.render(id, 0)
+    }
+
+    fn render(&self, id: u32, depth: usize) -> Result<String, BtfError> {
+        if depth > MAX_DEPTH {
+            return Err(self.malformed(format!("type id {id} nests deeper than {MAX_DEPTH}")));
+        }
+        let ty = self.ty(id)?;
+        let name = match self.name(ty.name_off)? {
+            "" => "(anon)",
+            name => name,
+        };
+        let inner = || self.render(ty.size_or_type, depth + 1);
+        let qualified = |qualifier: &str| -> Result<String, BtfError> {
+            let inner = inner()?;
+            Ok(if inner.ends_with('*') {
+                format!("{inner} {qualifier}")
+            } else {
+                format!("{qualifier} {inner}")
+            })
+        };
+        Ok(match ty.kind {
+            0 => "void".to_owned(),
+            KIND_STRUCT => format!("struct {name}"),
+            KIND_UNION => format!("union {name}"),
+            KIND_ENUM | KIND_ENUM64 => format!("enum {name}"),
+            KIND_FWD if ty.kind_flag => format!("union {name}"),
+            KIND_FWD => format!("struct {name}"),
+            KIND_CONST => qualified("const")?,
+            KIND_VOLATILE => qualified("volatile")?,
+            KIND_RESTRICT => qualified("restrict")?,
+            KIND_TYPE_TAG => inner()?,
+            KIND_PTR if self.ty(ty.size_or_type)?.kind == KIND_FUNC_PROTO => inner()?,
+            KIND_PTR => match inner()? {
+                inner if inner.ends_with('*') => format!("{inner}*"),
+                inner => format!("{inner} *"),
+            },
+            KIND_ARRAY => match ty.detail {
+                Detail::Array { elem_type, nelems } => {
+                    format!("{}[{nelems}]", self.render(elem_type, depth + 1)?)
+                }
+                _ => name.to_owned(),
+            },
+            KIND_FUNC_PROTO => {
+                let Detail::Params(params) = &ty.detail else {
+                    return Ok(name.to_owned());
+                };
+                // Function pointers nested in parameters are elided so a crafted prototype
+                // fanning out at every level cannot make this exponential.
+                let args = if depth > 2 {
+                    "...".to_owned()
+                } else {
+                    let args: Result<Vec<_>, _> = params
+                        .iter()
+                        .map(|&(_, param)| self.render(param, depth + 1))
+                        .collect();
+                    args?.join(", ")
+                };
+                format!("{} (*)({args})", inner()?)
+            }
+            _ => name.to_owned(),
+        })
+    }
+
+    fn ty(&self, id: u32) -> Result<&BtfType, BtfError> {
+        self.types.get(id as usize).ok_or_else(|| {
+            self.malformed(format!(
+                "reference to type id {id}, but only {} types exist",
+                self.types.len()
+            ))
+        })
+    }
+
+    fn name(&self, offset: u32) -> Result<&str, BtfError> {
+        let tail = self.strings.get(offset as usize..).unwrap_or_default();
+        let end = tail.iter().position(|&byte| byte == 0).ok_or_else(|| {
+            self.malformed(format!(
+                "string offset {offset} is outside the string section"
+            ))
+        })?;
+        std::str::from_utf8(&tail[..end])
+            .map_err(|_| self.malformed(format!("string at offset {offset} is not UTF-8")))
+    }
+
+    fn malformed(&self, reason: String) -> BtfError {
+        BtfError::Malformed {
+            origin: self.origin.clone(),
+            reason,
+        }
+    }
+}
+
+fn parse_type(reader: &mut Reader<'_>) -> Result<BtfType, String> {
+    let mut word = || {
+        reader
+            .u32()
+            .ok_or_else(|| "the type section ends inside this type".to_owned())
+    };
+    let (name_off, info, size_or_type) = (word()?, word()?, word()?);
+    let kind = ((info >> 24) & 0x1f) as u8;
+    let kind_flag = info >> 31 == 1;
+    let vlen = (info & 0xffff) as usize;
+    let detail = match kind {
+        KIND_INT => {
+            let encoding = word()?;
+            Detail::Int {
+                bits: encoding & 0xff,
+                bit_offset: (encoding >> 16) & 0xff,
+            }
+        }
+        KIND_ARRAY => {
+            let (elem_type, _index_type, nelems) = (word()?, word()?, word()?);
+            Detail::Array { elem_type, nelems }
+        }
+        KIND_STRUCT | KIND_UNION => Detail::Members(records(vlen, || {
+            let (name_off, type_id, offset) = (word()?, word()?, word()?);
+            let (bit_offset, bitfield_bits) = if kind_flag {
+                (offset & 0xff_ffff, offset >> 24)
+            } else {
+                (offset, 0)
+            };
+            Ok(Member {
+                name_off,
+                type_id,
+                bit_offset,
+                bitfield_bits,
+            })
+        })?),
+        // kind_flag marks a signed enum.
+        KIND_ENUM => Detail::Enum(records(vlen, || {
+            let (name_off, value) = (word()?, word()?);
+            Ok((
+                name_off,
+                if kind_flag {
+                    i64::from(value as i32)
+                } else {
+                    i64::from(value)
+                },
+            ))
+        })?),
+        KIND_ENUM64 => Detail::Enum(records(vlen, || {
+            let (name_off, low, high) = (word()?, word()?, word()?);
+            Ok((name_off, ((u64::from(high) << 32) | u64::from(low)) as i64))
+        })?),
+        KIND_FUNC_PROTO => Detail::Params(records(vlen, || Ok((word()?, word()?)))?),
+        KIND_VAR | KIND_DECL_TAG => {
+            word()?;
+            Detail::Plain
+        }
+        KIND_DATASEC => {
+            for _ in 0..vlen * 3 {
+                word()?;
+            }
+            Detail::Plain
+        }
+        KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+        | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => Detail::Plain,
+        unknown => {
+            return Err(format!(
+                "kind {unknown} is unknown to this agent (it knows 1..=19, up to ENUM64); the \
+                 kernel's BTF is newer than the agent, update the agent"
+            ))
+        }
+    };
+    Ok(BtfType {
+        name_off,
+        kind,
+        kind_flag,
+        size_or_type,
+        detail,
+    })
+}
+
+fn records<T>(
+    vlen: usize,
+    mut record: impl FnMut() -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    (0..vlen).map(|_| record()).collect()
+}
+
+/// Splits `a.b[3].c` into `[("a", []), ("b", [3]), ("c", [])]`.
+fn parse_path(path: &str) -> Result<Vec<(&str, Vec<u32>)>, String> {
+    path.split('.')
+        .map(|component| {
+            let (name, mut rest) =
+                component.split_at(component.find('[').unwrap_or(component.len()));
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`{component}` is not a C member name"));
+            }
+            let mut indexes = Vec::new();
+            while !rest.is_empty() {
+                let (index, tail) = rest
+                    .strip_prefix('[')
+                    .and_then(|inner| inner.split_once(']'))
+                    .ok_or_else(|| format!("`{component}` has a malformed `[index]`"))?;
+                indexes.push(
+                    index
+                        .parse()
+                        .map_err(|_| format!("`{index}` is not an array index"))?,
+                );
+                rest = tail;
+            }
+            Ok((name, indexes))
+        })
+        .collect()
+}
+
+/// Names for an error message, shortened so a 120-variant enum stays readable.
+fn list(names: Vec<String>) -> String {
+    const SHOWN: usize = 40;
+    let more = names.len().saturating_sub(SHOWN);
+    let mut text = names.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        text.push_str(&format!(", ... ({more} more)"));
+    }
+    if text.is_empty() {
+        "(none)".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand encoder for little-endian BTF blobs: ids are handed out in call order from 1.
+    struct Encoder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    impl Encoder {
+        fn new() -> Self {
+            Encoder {
+                types: Vec::new(),
+                strings: vec![0],
+                next_id: 1,
+            }
+        }
+        fn string(&mut self, text: &str) -> u32 {
+            if text.is_empty() {
+                return 0;
+            }
+            let offset = self.strings.len() as u32;
+            self.strings.extend(text.as_bytes());
+            self.strings.push(0);
+            offset
+        }
+        fn words(&mut self, words: &[u32]) {
+            words
+                .iter()
+                .for_each(|word| self.types.extend(word.to_le_bytes()));
+        }
+        /// Type record header; the caller appends the kind-specific words.
+        fn ty(
+            &mut self,
+            name: &str,
+            kind: u8,
+            kind_flag: bool,
+            vlen: usize,
+            size_or_type: u32,
+        ) -> u32 {
+            let name_off = self.string(name);
+            let info = (u32::from(kind_flag) << 31) | (u32::from(kind) << 24) | vlen as u32;
+            self.words(&[name_off, info, size_or_type]);
+            self.next_id += 1;
+            self.next_id - 1
+        }
+        fn int(&mut self, name: &str, size: u32, bits: u32) -> u32 {
+            let id = self.ty(name, KIND_INT, false, 0, size);
+            self.words(&[bits]);
+            id
+        }
+        /// Struct/union/enum/proto with (name, word, word) records; `third` None for 2-word records.
+        fn records(
+            &mut self,
+            name: &str,
+            kind: u8,
+            flag: bool,
+            size: u32,
+            recs: &[(&str, u32, Option<u32>)],
+        ) -> u32 {
+            let id = self.ty(name, kind, flag, recs.len(), size);
+            for &(rec_name, a, b) in recs {
+                let rec_name = self.string(rec_name);
+                self.words(&[rec_name, a]);
+                self.words(b.as_slice());
+            }
+            id
+        }
+        fn finish(&self) -> Vec<u8> {
+            let (type_len, str_len) = (self.types.len() as u32, self.strings.len() as u32);
+            let mut blob = vec![0x9f, 0xeb, 1, 0];
+            for word in [HEADER_LEN as u32, 0, type_len, type_len, str_len] {
+                blob.extend(word.to_le_bytes());
+            }
+            blob.extend(&self.types);
+            blob.extend(&self.strings);
+            blob
+        }
+    }
+
+    fn enum_blob() -> Vec<u8> {
+        let mut enc = Encoder::new();
+        enc.records("colour", KIND_ENUM, false, 4, &[]); // forward declaration, skipped
+        enc.records(
+            "colour",
+            KIND_ENUM,
+            false,
+            4,
+            &[("RED", 0, None), ("GREEN", 7, None)],
+        );
+        enc.records("temp", KIND_ENUM, true, 4, &[("COLD", -3i32 as u32, None)]);
+        enc.records(
+            "big",
+            KIND_ENUM64,
+            false,
+            8,
+            &[("SMALL", 1, Some(0)), ("HUGE", 5, Some(1))],
+        );
+        enc.finish()
+    }
+
+    #[test]
+    fn enums_and_enum64_keep_order_sign_and_width() {
+        let btf = Btf::from_bytes(&enum_blob()).unwrap();
+        let colours = btf.enum_variants("colour").unwrap();
+        assert_eq!(
+            colours,
+            vec![("RED".to_owned(), 0), ("GREEN".to_owned(), 7)]
+        );
+        assert_eq!(btf.enum_value("temp", "COLD").unwrap(), -3);
+        assert_eq!(btf.enum_value("big", "HUGE").unwrap(), 0x1_0000_0005);
+        let missing = btf.enum_value("colour", "BLUE").unwrap_err().to_string();
+        assert!(
+            missing.contains("`BLUE`") && missing.contains("RED, GREEN"),
+            "{missing}"
+        );
+        let no_enum = btf
+            .enum_variants("memcg_stat_item")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            no_enum.contains("no enum `memcg_stat_item`")
+                && no_enum.contains("CONFIG_DEBUG_INFO_BTF")
+        );
+    }
+
+    /// struct outer { unsigned long head; union { struct { int x; int y; }; unsigned long raw; };
+    ///   inner_t nested; int arr[4]; unsigned int flags:3; struct inner *ptr; }
+    /// with `typedef const struct inner inner_t` and struct inner { int a; int b; }.
+    fn struct_blob() -> Vec<u8> {
+        let mut enc = Encoder::new();
+        let int = enc.int("int", 4, 32);
+        let ulong = enc.int("long unsigned int", 8, 64);
+        let inner = enc.records(
+            "inner",
+            KIND_STRUCT,
+            false,
+            8,
+            &[("a", int, Some(0)), ("b", int, Some(32))],
+        );
+        let const_inner = enc.ty("", KIND_CONST, false, 0, inner);
+        let inner_t = enc.ty("inner_t", KIND_TYPEDEF, false, 0, const_inner);
+        let xy = enc.records(
+            "",
+            KIND_STRUCT,
+            false,
+            8,
+            &[("x", int, Some(0)), ("y", int, Some(32))],
+        );
+        let anon = enc.records(
+            "",
+            KIND_UNION,
+            false,
+            8,
+            &[("", xy, Some(0)), ("raw", ulong, Some(0))],
+        );
+        let arr = enc.ty("", KIND_ARRAY, false, 0, 0);
+        enc.words(&[int, int, 4]);
+        let ptr = enc.ty("", KIND_PTR, false, 0, inner);
+        let members = [
+            ("head", ulong, Some(0)),
+            ("", anon, Some(64)),
+            ("nested", inner_t, Some(128)),
+            ("arr", arr, Some(192)),
+            ("flags", int, Some((3 << 24) | 320)),
+            ("ptr", ptr, Some(384)),
+        ];
+        let outer = enc.records("outer", KIND_STRUCT, true, 56, &members);
+        enc.ty("outer_t", KIND_TYPEDEF, false, 0, outer);
+        let u3 = enc.int("unsigned int", 4, 3); // old-style bitfield: width in the INT itself
+        enc.records("old", KIND_STRUCT, false, 4, &[("bits", u3, Some(5))]);
+        enc.finish()
+    }
+
+    #[test]
+    fn member_offsets_follow_anonymous_members_typedefs_and_arrays() {
+        let btf = Btf::from_bytes(&struct_blob()).unwrap();
+        let at = |path: &str| btf.member_offset("outer", path).map(|l| (l.offset, l.size));
+        assert_eq!(at("head").unwrap(), (0, 8));
+        assert_eq!(at("x").unwrap(), (8, 4));
+        assert_eq!(at("y").unwrap(), (12, 4));
+        assert_eq!(at("raw").unwrap(), (8, 8));
+        assert_eq!(at("nested").unwrap(), (16, 8));
+        assert_eq!(at("nested.b").unwrap(), (20, 4));
+        assert_eq!(at("arr").unwrap(), (24, 16));
+        assert_eq!(at("arr[3]").unwrap(), (36, 4));
+        assert_eq!(at("ptr").unwrap(), (48, 8));
+        assert_eq!(btf.member_offset("outer_t", "nested.a").unwrap().offset, 16);
+    }
+
+    #[test]
+    fn member_offset_errors_name_the_problem() {
+        let btf = Btf::from_bytes(&struct_blob()).unwrap();
+        let problem = |struct_name: &str, path: &str| match btf.member_offset(struct_name, path) {
+            Err(BtfError::Member { problem, .. }) => problem,
+            other => panic!("{struct_name}.{path}: expected a member error, got {other:?}"),
+        };
+        let cases = [
+            (
+                "outer",
+                "flags",
+                "`flags` is a bitfield (3 bits at bit offset 320)",
+            ),
+            (
+                "old",
+                "bits",
+                "`bits` is a bitfield (3 bits at bit offset 5)",
+            ),
+            (
+                "outer",
+                "arr[4]",
+                "index 4 is out of bounds: `arr` has 4 elements",
+            ),
+            ("outer", "head[0]", "`head` is a int, not an array"),
+            ("outer", "ptr.a", "`a` is inside a pointer, not a struct"),
+            ("outer", "a..b", "`` is not a C member name"),
+            ("outer", "arr[x]", "`x` is not an array index"),
+            ("outer", "nested.c", "no member `c`; members there: a, b"),
+            (
+                "outer",
+                "z",
+                "members there: head, x, y, raw, nested, arr, flags, ptr",
+            ),
+        ];
+        for (struct_name, path, expected) in cases {
+            let problem = problem(struct_name, path);
+            assert!(
+                problem.contains(expected),
+                "{struct_name}.{path}: {problem}"
+            );
+        }
+        let bitfield = btf.member_offset("outer", "flags").unwrap_err().to_string();
+        assert!(
+            bitfield.starts_with("cannot locate `outer.flags`"),
+            "{bitfield}"
+        );
+        let missing = btf.member_offset("nope", "a").unwrap_err();
+        assert!(
+            matches!(missing, BtfError::StructNotFound { .. }),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn tracepoint_args_come_from_the_btf_trace_typedef() {
+        let mut enc = Encoder::new();
+        let int = enc.int("int", 4, 32);
+        let memcg = enc.records("mem_cgroup", KIND_STRUCT, false, 0, &[]);
+        let memcg_ptr = enc.ty("", KIND_PTR, false, 0, memcg);
+        let void_ptr = enc.ty("", KIND_PTR, false, 0, 0);
+        let params = [
+            ("", void_ptr, None),
+            ("", memcg_ptr, None),
+            ("", int, None),
+            ("", int, None),
+        ];
+        let proto = enc.records("", KIND_FUNC_PROTO, false, 0, &params);
+        let proto_ptr = enc.ty("", KIND_PTR, false, 0, proto);
+        enc.ty(
+            "btf_trace_mod_memcg_state",
+            KIND_TYPEDEF,
+            false,
+            0,
+            proto_ptr,
+        );
+        enc.ty("btf_trace_anonymous", KIND_TYPEDEF, false, 0, proto_ptr);
+        enc.ty("btf_trace_not_a_pointer", KIND_TYPEDEF, false, 0, int);
+        let named = [
+            ("__data", void_ptr, None),
+            ("memcg", memcg_ptr, None),
+            ("item", int, None),
+            ("val", int, None),
+        ];
+        let named_proto = enc.records("", KIND_FUNC_PROTO, false, 0, &named);
+        enc.ty(
+            "__probestub_mod_memcg_state",
+            KIND_FUNC,
+            false,
+            0,
+            named_proto,
+        );
+        let char_id = enc.int("char", 1, 8);
+        let const_char = enc.ty("", KIND_CONST, false, 0, char_id);
+        let const_char_ptr = enc.ty("", KIND_PTR, false, 0, const_char);
+        let btf = Btf::from_bytes(&enc.finish()).unwrap();
+
+        let args = btf.tracepoint_args("mod_memcg_state").unwrap();
+        let pairs: Vec<_> = args
+            .iter()
+            .map(|a| (a.name.as_str(), a.type_name.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("memcg", "struct mem_cgroup *"),
+                ("item", "int"),
+                ("val", "int")
+            ]
+        );
+        let anonymous = btf.tracepoint_args("anonymous").unwrap();
+        assert_eq!(
+            anonymous
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>(),
+            ["arg0", "arg1", "arg2"]
+        );
+        assert!(matches!(
+            btf.tracepoint_args("nope"),
+            Err(BtfError::TracepointNotFound { .. })
+        ));
+        assert!(matches!(
+            btf.tracepoint_args("not_a_pointer"),
+            Err(BtfError::BadTracepointType { .. })
+        ));
+        assert_eq!(btf.type_name(const_char_ptr).unwrap(), "const char *");
+        assert_eq!(
+            btf.type_name(proto_ptr).unwrap(),
+            "void (*)(void *, struct mem_cgroup *, int, int)"
+        );
+    }
+
+    #[test]
+    fn truncated_garbage_and_cyclic_input_errors_without_panicking() {
+        let blob = struct_blob();
+        for len in 0..blob.len() {
+            assert!(
+                Btf::from_bytes(&blob[..len]).is_err(),
+                "prefix of {len} bytes parsed"
+            );
+        }
+        let mut bad_magic = blob.clone();
+        bad_magic[0] = 0;
+        assert!(Btf::from_bytes(&bad_magic)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        let mut huge_strings = blob.clone();
+        huge_strings[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Btf::from_bytes(&huge_strings)
+            .unwrap_err()
+            .to_string()
+            .contains("string section"));
+
+        let mut enc = Encoder::new();
+        enc.ty("future", 25, false, 0, 0);
+        let unknown = Btf::from_bytes(&enc.finish()).unwrap_err().to_string();
+        assert!(
+            unknown.contains("kind 25") && unknown.contains("update the agent"),
+            "{unknown}"
+        );
+
+        let mut enc = Encoder::new();
+        let looped = enc.ty("looped", KIND_TYPEDEF, false, 0, 1); // typedef to itself
+        enc.records(
+            "s",
+            KIND_STRUCT,
+            false,
+            4,
+            &[("m", looped, Some(0)), ("dangling", 999, Some(0))],
+        );
+        let btf = Btf::from_bytes(&enc.finish()).unwrap();
+        assert!(matches!(
+            btf.member_offset("s", "m.x"),
+            Err(BtfError::Malformed { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("s", "dangling"),
+            Err(BtfError::Malformed { .. })
+        ));
+
+        // Deterministic byte corruption: every outcome is fine except a panic or a hang.
+        let (mut seed, mut parsed) = (0x2545_f491_u64, 0);
+        for _ in 0..3000 {
+            let mut corrupt = blob.clone();
+            for _ in 0..3 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let at = HEADER_LEN + (seed >> 33) as usize % (blob.len() - HEADER_LEN);
+                corrupt[at] = (seed >> 13) as u8;
+            }
+            if let Ok(btf) = Btf::from_bytes(&corrupt) {
+                parsed += 1;
+                for path in ["head", "x", "nested.b", "arr[3]", "ptr", "flags"] {
+                    let _ = btf.member_offset("outer", path);
+                }
+                let _ = (btf.enum_variants("inner"), btf.tracepoint_args("outer"));
+            }
+        }
+        assert!(
+            parsed > 0,
+            "corruption never left a parseable blob; the loop tested nothing"
+        );
+    }
+
+    #[test]
+    fn running_kernel_btf_has_what_the_agent_needs() {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            eprintln!(
+                "skipping: {} does not exist (kernel without CONFIG_DEBUG_INFO_BTF)",
+                path.display()
+            );
+            return;
+        }
+        let btf = Btf::from_file(path).unwrap();
+        assert!(btf.enum_value("memcg_stat_item", "MEMCG_SWAP").is_ok());
+        assert!(btf.enum_value("node_stat_item", "NR_FILE_PAGES").is_ok());
+        assert!(btf.enum_value("node_stat_item", "NR_ANON_MAPPED").is_ok());
+        assert!(btf.enum_value("vm_event_item", "PGFAULT").is_ok());
+        let memory_id = btf
+            .enum_value("cgroup_subsys_id", "memory_cgrp_id")
+            .unwrap();
+        let subsys_count = btf
+            .enum_value("cgroup_subsys_id", "CGROUP_SUBSYS_COUNT")
+            .unwrap();
+        assert!((0..subsys_count).contains(&memory_id));
+        let pointer_members = [
+            ("task_struct", "cgroups"),
+            ("cgroup_subsys_state", "cgroup"),
+            ("cgroup", "kn"),
+            ("kmem_cache", "name"),
+        ];
+        for (struct_name, member) in pointer_members {
+            let location = btf.member_offset(struct_name, member).unwrap();
+            assert_eq!(location.size, 8, "{struct_name}.{member} is a pointer");
+            eprintln!("{struct_name}.{member}: {location:?}");
+        }
+        assert_eq!(btf.member_offset("kernfs_node", "id").unwrap().size, 8);
+        assert_eq!(btf.member_offset("kmem_cache", "size").unwrap().size, 4);
+        assert!(btf.member_offset("mem_cgroup", "css").is_ok());
+        let subsys = btf.member_offset("css_set", "subsys").unwrap();
+        assert_eq!(subsys.size as i64, 8 * subsys_count);
+        let memory = btf
+            .member_offset("css_set", &format!("subsys[{memory_id}]"))
+            .unwrap();
+        assert_eq!(
+            memory,
+            MemberLocation {
+                offset: subsys.offset + 8 * memory_id as u32,
+                size: 8
+            }
+        );
+        let css_cgroup = btf.member_offset("mem_cgroup", "css.cgroup").unwrap();
+        assert_eq!(
+            css_cgroup,
+            btf.member_offset("cgroup_subsys_state", "cgroup").unwrap()
+        );
+        let args = btf.tracepoint_args("mod_memcg_state").unwrap();
+        assert_eq!(args[0].type_name, "struct mem_cgroup *", "{args:?}");
+        eprintln!("memory_cgrp_id={memory_id} subsys={subsys:?} mod_memcg_state args={args:?}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The memory reclamation tracer's agent library.
+//!
+//! Everything except [`loader`] is plain Rust over bytes, strings and files, unit-tested without
+//! root or a kernel; only the loader touches aya.
+pub mod btf;
+pub mod cgroupfs;
+pub mod clock;
+pub mod decode;
+pub mod identity;
+pub mod names;
+pub mod pipeline;
+pub mod record;
+pub mod symbols;
+pub mod tracefs;
