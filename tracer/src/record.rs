@@ -44,6 +44,8 @@ pub enum Record {
     Sample(SampleRecord),
     Mode(ModeRecord),
     Loss(LossRecord),
+    Summary(crate::accountant::SummaryRecord),
+    Incident(crate::detector::IncidentRecord),
     Stop(StopRecord),
 }
 
@@ -61,6 +63,8 @@ impl Record {
             Record::Sample(_) => "sample",
             Record::Mode(_) => "mode",
             Record::Loss(_) => "loss",
+            Record::Summary(_) => "summary",
+            Record::Incident(_) => "incident",
             Record::Stop(_) => "stop",
         }
     }
@@ -79,6 +83,8 @@ impl Record {
             Record::Sample(r) => r.at.mono_ns,
             Record::Mode(r) => r.at.mono_ns,
             Record::Loss(r) => r.at.mono_ns,
+            Record::Summary(r) => r.at.mono_ns,
+            Record::Incident(r) => r.at.mono_ns,
             Record::Stop(r) => r.at.mono_ns,
         }
     }
@@ -260,6 +266,15 @@ pub struct SampleRecord {
     pub cgroup: CgroupRef,
     pub identity: ContainerIdentity,
     pub snapshot: MemorySnapshot,
+    /// Largest tasks of the cgroup by resident memory (pid, comm, rss), at most 5.
+    pub top_tasks: Vec<TaskUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    pub pid: u32,
+    pub comm: String,
+    pub rss_bytes: u64,
 }
 
 /// The per-page probes were attached or detached (adaptive tracing), or tracing mode changed.
