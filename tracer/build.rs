@@ -10,8 +10,14 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("tracer crate has no parent directory"))?
         .join("tracer-ebpf");
-    let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {ebpf_dir:?}"))?;
-    let package = aya_build::Package { name: "tracer-ebpf", root_dir, ..Default::default() };
+    let root_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {ebpf_dir:?}"))?;
+    let package = aya_build::Package {
+        name: "tracer-ebpf",
+        root_dir,
+        ..Default::default()
+    };
     aya_build::build_ebpf([package], aya_build::Toolchain::default())
         .context("building the eBPF programs failed; run `cargo xtask setup` to install the nightly rust-src and bpf-linker")?;
 

@@ -1,1 +1,352 @@
+//! Harness for the root integration tests: each test creates its own uniquely named memory
+//! cgroup (v1 or v2), runs the real agent binary and real workloads, and reads the agent's
+//! NDJSON stream back. Tests skip with a message (never pass silently) when the host lacks what
+//! they need.
+use std::{
+    io::BufRead,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+/// Prints why a test is skipped, in a form the CI log makes visible.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The agent binary: $TRACER_BIN, else target/release/tracer of this workspace.
+pub fn tracer_bin() -> PathBuf {
+    std::env::var_os("TRACER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tracer"))
+}
+
+/// The workload binary: $TRACER_WORKLOAD (inside VMs), else the one cargo built for this
+/// package next to the test executable (target/<profile>/workload; tests run from deps/).
+pub fn workload_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TRACER_WORKLOAD") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let deps = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let profile = deps.parent().map(Path::to_path_buf).unwrap_or_default();
+    profile.join("workload")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where the memory controller lives on this host.
+pub fn memory_hierarchy() -> Option<(PathBuf, Version)> {
+    let v1 = Path::new("/sys/fs/cgroup/memory");
+    if v1.join("memory.limit_in_bytes").exists() {
+        return Some((v1.to_path_buf(), Version::V1));
+    }
+    let v2 = Path::new("/sys/fs/cgroup");
+    let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).ok()?;
+    if controllers.split_whitespace().any(|c| c == "memory") {
+        // Children only get memory files when the root delegates the controller.
+        let _ = std::fs::write(v2.join("cgroup.subtree_control"), "+memory");
+        return Some((v2.to_path_buf(), Version::V2));
+    }
+    None
+}
+
+/// Common preconditions: root and a memory cgroup hierarchy. Returns None (after printing the
+/// reason) when the test must be skipped.
+pub fn preconditions(test: &str) -> Option<(PathBuf, Version)> {
+    if !is_root() {
+        skip(
+            test,
+            "needs root (loads eBPF programs, creates cgroups); run `cargo xtask test`",
+        );
+        return None;
+    }
+    let Some(h) = memory_hierarchy() else {
+        skip(
+            test,
+            "no memory cgroup hierarchy on this host (neither v1 memory nor cgroup2 with memory)",
+        );
+        return None;
+    };
+    if !tracer_bin().exists() {
+        panic!("agent binary {} missing: build it with `cargo build --release -p tracer` or run `cargo xtask test`", tracer_bin().display());
+    }
+    Some(h)
+}
+
+/// A test's own memory cgroup, removed (with its tasks killed) on drop.
+pub struct TestCgroup {
+    pub dir: PathBuf,
+    /// Path relative to the hierarchy root, as the agent reports it (e.g. `/tracer-test-x-1-2`).
+    pub rel: String,
+    pub version: Version,
+    children: Vec<Child>,
+}
+
+impl TestCgroup {
+    /// Creates `<root>/tracer-test-<name>-<pid>-<nanos>` with a hard limit.
+    pub fn create(name: &str, limit_bytes: Option<u64>) -> Result<TestCgroup> {
+        let (root, version) = memory_hierarchy().context("no memory cgroup hierarchy")?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let leaf = format!("tracer-test-{name}-{}-{nanos}", std::process::id());
+        let dir = root.join(&leaf);
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let cg = TestCgroup {
+            dir,
+            rel: format!("/{leaf}"),
+            version,
+            children: Vec::new(),
+        };
+        if let Some(limit) = limit_bytes {
+            cg.set_limit(limit)?;
+        }
+        Ok(cg)
+    }
+
+    pub fn write(&self, file: &str, value: &str) -> Result<()> {
+        std::fs::write(self.dir.join(file), value)
+            .with_context(|| format!("writing {value:?} to {}", self.dir.join(file).display()))
+    }
+
+    pub fn read(&self, file: &str) -> Result<String> {
+        std::fs::read_to_string(self.dir.join(file))
+            .with_context(|| format!("reading {}", self.dir.join(file).display()))
+    }
+
+    pub fn set_limit(&self, bytes: u64) -> Result<()> {
+        match self.version {
+            Version::V1 => self.write("memory.limit_in_bytes", &bytes.to_string()),
+            Version::V2 => self.write("memory.max", &bytes.to_string()),
+        }
+    }
+
+    /// The soft limit: v1 memory.soft_limit_in_bytes, v2 memory.high.
+    pub fn set_soft_limit(&self, bytes: u64) -> Result<()> {
+        match self.version {
+            Version::V1 => self.write("memory.soft_limit_in_bytes", &bytes.to_string()),
+            Version::V2 => self.write("memory.high", &bytes.to_string()),
+        }
+    }
+
+    /// Kernel cgroup id: the directory's inode number.
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.dir).map(|m| m.ino()).unwrap_or(0)
+    }
+
+    /// Starts `cmd` inside this cgroup (the child moves itself in before exec).
+    pub fn spawn(&mut self, mut cmd: Command) -> Result<u32> {
+        use std::os::fd::AsRawFd;
+        // Opened before fork (O_CLOEXEC, so the workload does not inherit it); the child only
+        // calls write(2), which is async-signal-safe, between fork and exec.
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))
+            .context("opening cgroup.procs")?;
+        let fd = procs.as_raw_fd();
+        // SAFETY: see above; "0" moves the writing task (the child) into the cgroup.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .spawn()
+            .context("spawning the workload")?;
+        drop(procs);
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Runs `cmd` inside this cgroup to completion; returns whether it exited successfully
+    /// (false when, e.g., the OOM killer ended it).
+    pub fn run(&mut self, cmd: Command) -> Result<std::process::ExitStatus> {
+        self.spawn(cmd)?;
+        let mut child = self.children.pop().context("no child")?;
+        child.wait().context("waiting for the workload")
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Removal fails while the kernel still frees the cgroup's last charges; retry briefly.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "warning: could not remove test cgroup {}",
+            self.dir.display()
+        );
+    }
+}
+
+/// A running agent writing its stream to a temporary file.
+pub struct Agent {
+    child: Child,
+    pub output: PathBuf,
+    _dir: TempDir,
+}
+
+/// Minimal self-removing temp dir (no extra dependency).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("tracer-it-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Agent {
+    /// Starts `tracer run --output <tmp> ARGS...` and waits until its `start` record is written
+    /// (programs loaded and attached).
+    pub fn start(args: &[&str]) -> Result<Agent> {
+        let dir = TempDir::new("agent")?;
+        let output = dir.0.join("stream.ndjson");
+        let mut cmd = Command::new(tracer_bin());
+        cmd.arg("run").arg("--output").arg(&output).args(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", tracer_bin().display()))?;
+        let mut agent = Agent {
+            child,
+            output,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if agent.records_so_far().iter().any(|r| r["type"] == "start") {
+                return Ok(agent);
+            }
+            if let Some(status) = agent.child.try_wait()? {
+                bail!("agent exited during start-up with {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("agent wrote no start record within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Records written so far (a partially written last line is ignored).
+    pub fn records_so_far(&self) -> Vec<Value> {
+        read_records(&self.output).unwrap_or_default()
+    }
+
+    /// Polls until `pred` holds for some record, or the timeout passes.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.records_so_far().iter().any(&pred) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    /// Stops the agent with SIGINT and returns the whole stream (ending with `stop`).
+    pub fn stop(mut self) -> Result<Vec<Value>> {
+        // SAFETY: kill(2) on the pid of the child we spawned and still own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().context("waiting for the agent")?;
+        if !status.success() {
+            bail!("agent exited with {status}");
+        }
+        let records = read_records(&self.output)?;
+        match records.last() {
+            Some(last) if last["type"] == "stop" => Ok(records),
+            _ => bail!("stream does not end with a stop record"),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Records of `kind` attributed to cgroup `id`.
+pub fn of_type_in<'a>(records: &'a [Value], kind: &str, id: u64) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["type"] == kind && r["cgroup_id"] == id)
+        .collect()
+}
+
+pub fn workload(args: &[&str]) -> Command {
+    let mut cmd = Command::new(workload_bin());
+    cmd.args(args);
+    cmd
+}
+
+/// Whether this kernel has a tracepoint (tracefs must be mounted; the agent mounts it).
+pub fn has_tracepoint(category: &str, name: &str) -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|root| {
+            Path::new(root)
+                .join("events")
+                .join(category)
+                .join(name)
+                .exists()
+        })
+}

@@ -13,7 +13,10 @@ use crate::maps::{CONFIG, COUNTERS};
 macro_rules! config {
     ($field:ident) => {{
         // `expect` would be unfulfilled where the macro is expanded outside an unsafe block.
-        #[allow(unused_unsafe, reason = "expanded both inside and outside unsafe blocks")]
+        #[allow(
+            unused_unsafe,
+            reason = "expanded both inside and outside unsafe blocks"
+        )]
         // SAFETY: CONFIG is a plain-old-data global; reading it volatile is always valid.
         let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$field) };
         value

@@ -15,8 +15,13 @@ impl Clock {
     /// Measures the offset between CLOCK_REALTIME and CLOCK_MONOTONIC now.
     pub fn measure() -> Clock {
         let mono = monotonic_ns();
-        let real = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        Clock { offset_ns: real as i128 - mono as i128 }
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Clock {
+            offset_ns: real as i128 - mono as i128,
+        }
     }
 
     /// A clock with a fixed offset (tests, replay).
@@ -29,7 +34,10 @@ impl Clock {
         let secs = (unix_ns / 1_000_000_000) as u64;
         let nanos = (unix_ns % 1_000_000_000) as u32;
         let time = UNIX_EPOCH + Duration::new(secs, nanos);
-        Stamp { ts: humantime::format_rfc3339_nanos(time).to_string(), mono_ns }
+        Stamp {
+            ts: humantime::format_rfc3339_nanos(time).to_string(),
+            mono_ns,
+        }
     }
 
     pub fn now(&self) -> Stamp {
@@ -39,7 +47,10 @@ impl Clock {
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns()` reads.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

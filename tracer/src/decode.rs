@@ -13,7 +13,11 @@ pub enum DecodeError {
     #[error("ring-buffer record has unknown event kind {kind}: agent and eBPF object disagree (rebuild both)")]
     UnknownKind { kind: u32 },
     #[error("{kind:?} record is {len} bytes, expected {need}: agent and eBPF object disagree (rebuild both)")]
-    WrongSize { kind: EventKind, len: usize, need: usize },
+    WrongSize {
+        kind: EventKind,
+        len: usize,
+        need: usize,
+    },
 }
 
 /// One decoded kernel event.
@@ -44,7 +48,11 @@ impl KernelEvent {
 fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() != need {
-        return Err(DecodeError::WrongSize { kind, len: bytes.len(), need });
+        return Err(DecodeError::WrongSize {
+            kind,
+            len: bytes.len(),
+            need,
+        });
     }
     // SAFETY: the length is checked above, and T is one of the repr(C) wire types made only of
     // integers and byte arrays, so any bit pattern is a valid value; read_unaligned copes with
@@ -55,7 +63,10 @@ fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let need = size_of::<EventHeader>();
     if bytes.len() < need {
-        return Err(DecodeError::TooShort { len: bytes.len(), need });
+        return Err(DecodeError::TooShort {
+            len: bytes.len(),
+            need,
+        });
     }
     let kind_raw = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let kind = EventKind::from_u32(kind_raw).ok_or(DecodeError::UnknownKind { kind: kind_raw })?;
@@ -95,7 +106,15 @@ pub(crate) mod tests {
     pub fn header(kind: EventKind, memcg_id: u64) -> EventHeader {
         let mut comm = [0u8; COMM_LEN];
         comm[..4].copy_from_slice(b"stress"[..4].as_ref());
-        EventHeader { kind: kind as u32, cpu: 1, ts_ns: 1_000, tgid: 42, tid: 43, memcg_id, comm }
+        EventHeader {
+            kind: kind as u32,
+            cpu: 1,
+            ts_ns: 1_000,
+            tgid: 42,
+            tid: 43,
+            memcg_id,
+            comm,
+        }
     }
 
     pub fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
@@ -132,13 +151,22 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_short_unknown_and_mis_sized_records() {
-        assert_eq!(decode(&[1, 0]).err(), Some(DecodeError::TooShort { len: 2, need: 48 }));
+        assert_eq!(
+            decode(&[1, 0]).err(),
+            Some(DecodeError::TooShort { len: 2, need: 48 })
+        );
         let mut bytes = bytes_of(&reclaim(1, 1));
         bytes[0] = 99;
-        assert_eq!(decode(&bytes).err(), Some(DecodeError::UnknownKind { kind: 99 }));
+        assert_eq!(
+            decode(&bytes).err(),
+            Some(DecodeError::UnknownKind { kind: 99 })
+        );
         let mut bytes = bytes_of(&reclaim(1, 1));
         bytes.truncate(60);
-        assert!(matches!(decode(&bytes), Err(DecodeError::WrongSize { len: 60, .. })));
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::WrongSize { len: 60, .. })
+        ));
     }
 
     #[test]
@@ -167,7 +195,9 @@ pub(crate) mod tests {
         for len in 0..400 {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 33) as u8
                 })
                 .collect();

@@ -3,12 +3,16 @@
 //! Everything except [`loader`] is plain Rust over bytes, strings and files, unit-tested without
 //! root or a kernel; only the loader touches aya.
 pub mod accountant;
+pub mod adaptive;
+pub mod agent;
 pub mod btf;
 pub mod cgroupfs;
 pub mod clock;
 pub mod decode;
 pub mod detector;
 pub mod identity;
+pub mod kernel;
+pub mod loader;
 pub mod names;
 pub mod pipeline;
 pub mod record;

@@ -86,12 +86,18 @@ impl ItemNames {
             StatFamily::MemcgState | StatFamily::LruvecState => &self.state,
             StatFamily::Events => &self.events,
         };
-        table.get(&item).cloned().unwrap_or_else(|| format!("item_{item}"))
+        table
+            .get(&item)
+            .cloned()
+            .unwrap_or_else(|| format!("item_{item}"))
     }
 
     /// Looks an item up by name (for the accountant: "which index is NR_ANON_MAPPED here?").
     pub fn state_index(&self, name: &str) -> Option<u32> {
-        self.state.iter().find(|(_, n)| n.as_str() == name).map(|(v, _)| *v)
+        self.state
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(v, _)| *v)
     }
 
     pub fn len(&self) -> usize {
@@ -103,13 +109,16 @@ impl ItemNames {
     }
 }
 
-/// Unit of an item: event counters count events; state items count pages unless the kernel
-/// names them `*_B` (bytes, e.g. NR_SLAB_RECLAIMABLE_B, MEMCG_PERCPU_B).
-pub fn unit_of(family: StatFamily, name: &str) -> Unit {
+/// Unit of an item's tracepoint `val`: event counters count events; state items count pages.
+///
+/// Even the byte-sized items (`*_B`, e.g. NR_SLAB_RECLAIMABLE_B, MEMCG_PERCPU_B) arrive in pages:
+/// the kernel converts `val` with `memcg_state_val_in_pages()` before the tracepoint, which
+/// rounds every non-zero sub-page change to at least one page. Slab deltas from the tracepoints
+/// are therefore coarse (see docs/accuracy.md); exact slab bytes come from memory.stat.
+pub fn unit_of(family: StatFamily, _name: &str) -> Unit {
     match family {
         StatFamily::Events => Unit::Events,
-        _ if name.ends_with("_B") => Unit::Bytes,
-        _ => Unit::Pages,
+        StatFamily::MemcgState | StatFamily::LruvecState => Unit::Pages,
     }
 }
 
@@ -150,10 +159,19 @@ mod tests {
         assert_eq!(names.name(StatFamily::Events, 23), "PGFAULT");
         assert_eq!(names.name(StatFamily::Events, 99), "item_99");
         assert_eq!(names.state_index("NR_ANON_MAPPED"), Some(17));
-        assert_eq!(unit_of(StatFamily::LruvecState, "NR_SLAB_RECLAIMABLE_B"), Unit::Bytes);
-        assert_eq!(unit_of(StatFamily::LruvecState, "NR_ANON_MAPPED"), Unit::Pages);
+        assert_eq!(
+            unit_of(StatFamily::LruvecState, "NR_SLAB_RECLAIMABLE_B"),
+            Unit::Pages
+        );
+        assert_eq!(
+            unit_of(StatFamily::LruvecState, "NR_ANON_MAPPED"),
+            Unit::Pages
+        );
         assert_eq!(unit_of(StatFamily::Events, "PGFAULT"), Unit::Events);
-        assert_eq!(family_from_name(family_name(StatFamily::Events)), Some(StatFamily::Events));
+        assert_eq!(
+            family_from_name(family_name(StatFamily::Events)),
+            Some(StatFamily::Events)
+        );
     }
 
     #[test]
@@ -164,7 +182,9 @@ mod tests {
             return;
         }
         let names = ItemNames::from_btf(&Btf::from_file(path).unwrap()).unwrap();
-        let anon = names.state_index("NR_ANON_MAPPED").expect("NR_ANON_MAPPED in node_stat_item");
+        let anon = names
+            .state_index("NR_ANON_MAPPED")
+            .expect("NR_ANON_MAPPED in node_stat_item");
         assert_eq!(names.name(StatFamily::LruvecState, anon), "NR_ANON_MAPPED");
         assert!(names.state_index("MEMCG_KMEM").is_some());
     }

@@ -91,8 +91,11 @@ impl Pipeline {
     }
 
     pub fn cgroup_ref(&mut self, cgroup_id: u64) -> CgroupRef {
-        let cgroup =
-            if cgroup_id == 0 { None } else { self.resolver.resolve(cgroup_id, self.generation) };
+        let cgroup = if cgroup_id == 0 {
+            None
+        } else {
+            self.resolver.resolve(cgroup_id, self.generation)
+        };
         CgroupRef { cgroup_id, cgroup }
     }
 
@@ -114,7 +117,11 @@ impl Pipeline {
     }
 
     fn task(header: &tracer_common::EventHeader) -> TaskRef {
-        TaskRef { pid: header.tgid, tid: header.tid, comm: c_string(&header.comm) }
+        TaskRef {
+            pid: header.tgid,
+            tid: header.tid,
+            comm: c_string(&header.comm),
+        }
     }
 
     fn record_of(&mut self, event: KernelEvent) -> Option<Record> {
@@ -198,7 +205,10 @@ impl Pipeline {
                 Record::Cgroup(CgroupLifecycleRecord {
                     at: self.clock.stamp(ev.header.ts_ns),
                     identity: identify(&path),
-                    cgroup: CgroupRef { cgroup_id: ev.cgroup_id, cgroup: Some(path) },
+                    cgroup: CgroupRef {
+                        cgroup_id: ev.cgroup_id,
+                        cgroup: Some(path),
+                    },
                     event: if mkdir { "mkdir" } else { "rmdir" }.to_string(),
                     level: ev.level,
                 })
@@ -213,11 +223,18 @@ impl Pipeline {
         let path = memory_path_in_proc_cgroup(&text, self.fs.version())?;
         let cgroup_id = self.fs.cgroup_id(&path).ok()?;
         self.resolver.insert(cgroup_id, path.clone());
-        Some(CgroupRef { cgroup_id, cgroup: Some(path) })
+        Some(CgroupRef {
+            cgroup_id,
+            cgroup: Some(path),
+        })
     }
 
     /// Stat records for the change of the kernel's running sums since the previous call.
-    pub fn on_stat_totals(&mut self, now_mono: u64, totals: &[(StatKey, StatValue)]) -> Vec<Record> {
+    pub fn on_stat_totals(
+        &mut self,
+        now_mono: u64,
+        totals: &[(StatKey, StatValue)],
+    ) -> Vec<Record> {
         let interval_ns = self.interval_since_last(now_mono);
         let at = self.clock.stamp(now_mono);
         let mut out = Vec::new();
@@ -230,7 +247,9 @@ impl Pipeline {
             if hits == 0 {
                 continue;
             }
-            let Some(family) = StatFamily::from_u32(key.family) else { continue };
+            let Some(family) = StatFamily::from_u32(key.family) else {
+                continue;
+            };
             let item = self.names.name(family, key.item);
             let unit = unit_of(family, &item);
             let delta_bytes = match unit {
@@ -255,13 +274,23 @@ impl Pipeline {
     }
 
     /// Dentry records for the change of the per-memcg allocation sums since the previous call.
-    pub fn on_dentry_totals(&mut self, now_mono: u64, totals: &[(u64, DentryValue)]) -> Vec<Record> {
-        let interval_ns = self.last_dentry_mono.map(|t| now_mono.saturating_sub(t)).unwrap_or(0);
+    pub fn on_dentry_totals(
+        &mut self,
+        now_mono: u64,
+        totals: &[(u64, DentryValue)],
+    ) -> Vec<Record> {
+        let interval_ns = self
+            .last_dentry_mono
+            .map(|t| now_mono.saturating_sub(t))
+            .unwrap_or(0);
         self.last_dentry_mono = Some(now_mono);
         let at = self.clock.stamp(now_mono);
         let mut out = Vec::new();
         for (memcg_id, total) in totals {
-            let prev = self.dentry_prev.insert(*memcg_id, *total).unwrap_or_default();
+            let prev = self
+                .dentry_prev
+                .insert(*memcg_id, *total)
+                .unwrap_or_default();
             let allocs = total.allocs.wrapping_sub(prev.allocs);
             if allocs == 0 {
                 continue;
@@ -278,7 +307,10 @@ impl Pipeline {
     }
 
     fn interval_since_last(&mut self, now_mono: u64) -> u64 {
-        let interval = self.last_totals_mono.map(|t| now_mono.saturating_sub(t)).unwrap_or(0);
+        let interval = self
+            .last_totals_mono
+            .map(|t| now_mono.saturating_sub(t))
+            .unwrap_or(0);
         self.last_totals_mono = Some(now_mono);
         interval
     }
@@ -286,8 +318,12 @@ impl Pipeline {
     /// Drops the delta state of a removed cgroup; returns its stat keys so the loader can delete
     /// them from the kernel maps.
     pub fn forget(&mut self, cgroup_id: u64) -> Vec<StatKey> {
-        let keys: Vec<StatKey> =
-            self.stat_prev.keys().filter(|k| k.memcg_id == cgroup_id).copied().collect();
+        let keys: Vec<StatKey> = self
+            .stat_prev
+            .keys()
+            .filter(|k| k.memcg_id == cgroup_id)
+            .copied()
+            .collect();
         for k in &keys {
             self.stat_prev.remove(k);
         }
@@ -298,13 +334,21 @@ impl Pipeline {
     /// The loss record from the kernel's per-CPU counters (summed over CPUs) and what the agent
     /// received and could not decode.
     pub fn loss(&self, now_mono: u64, counters: &[u64; COUNTER_SLOTS as usize]) -> LossRecord {
-        let mut rec = LossRecord { at: self.clock.stamp(now_mono), ..Default::default() };
+        let mut rec = LossRecord {
+            at: self.clock.stamp(now_mono),
+            ..Default::default()
+        };
         for kind in EventKind::ALL {
             let name = kind_name(kind).to_string();
             let k = kind as usize;
-            rec.produced.insert(name.clone(), counters[Counter::Produced as usize + k]);
-            rec.dropped.insert(name.clone(), counters[Counter::Dropped as usize + k]);
-            rec.received.insert(name, self.received.get(&(kind as u32)).copied().unwrap_or(0));
+            rec.produced
+                .insert(name.clone(), counters[Counter::Produced as usize + k]);
+            rec.dropped
+                .insert(name.clone(), counters[Counter::Dropped as usize + k]);
+            rec.received.insert(
+                name,
+                self.received.get(&(kind as u32)).copied().unwrap_or(0),
+            );
         }
         rec.decode_errors = self.decode_errors;
         rec.stat_map_full = counters[Counter::StatMapFull as usize];

@@ -11,7 +11,9 @@ pub struct Symbols {
 impl Symbols {
     /// Reads /proc/kallsyms; never fails (a missing or restricted file yields no names).
     pub fn load() -> Symbols {
-        std::fs::read_to_string("/proc/kallsyms").map(|t| Symbols::parse(&t)).unwrap_or_default()
+        std::fs::read_to_string("/proc/kallsyms")
+            .map(|t| Symbols::parse(&t))
+            .unwrap_or_default()
     }
 
     /// Parses kallsyms text, keeping text symbols (`t`/`T`) with a non-zero address.

@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use util::{cargo, run_status, workspace_root};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "Tasks of the memory reclamation tracer project")]
+#[command(
+    name = "xtask",
+    about = "Tasks of the memory reclamation tracer project"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,11 +90,17 @@ fn build_agent() -> Result<PathBuf> {
 fn run(args: Vec<String>) -> Result<()> {
     setup::setup(setup::SetupOptions { vm: false })?;
     let bin = build_agent()?;
-    let args = if args.is_empty() { vec!["run".to_string()] } else { args };
+    let args = if args.is_empty() {
+        vec!["run".to_string()]
+    } else {
+        args
+    };
     let mut cmd = util::as_root(&bin);
     cmd.args(&args);
     eprintln!("xtask: starting {} {}", bin.display(), args.join(" "));
-    let status = cmd.status().with_context(|| format!("starting {}", bin.display()))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", bin.display()))?;
     if !status.success() {
         bail!("tracer exited with {status}");
     }
@@ -110,9 +119,18 @@ fn test(no_vm: bool, filter: Option<String>) -> Result<()> {
         timings.push((name.to_string(), t.elapsed()));
         Ok(())
     };
-    step("fmt", &mut || run_status(cargo().args(["fmt", "--all", "--", "--check"])))?;
+    step("fmt", &mut || {
+        run_status(cargo().args(["fmt", "--all", "--", "--check"]))
+    })?;
     step("clippy", &mut || {
-        run_status(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+        run_status(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
     })?;
     step("clippy (eBPF target)", &mut || util::clippy_ebpf())?;
     step("unit tests", &mut || {
@@ -130,7 +148,9 @@ fn test(no_vm: bool, filter: Option<String>) -> Result<()> {
     })?;
     if want_vm {
         if vm::qemu_available() {
-            step("kernel matrix (QEMU)", &mut || vm::vm_test("all", filter.as_deref()))?;
+            step("kernel matrix (QEMU)", &mut || {
+                vm::vm_test("all", filter.as_deref())
+            })?;
         } else {
             eprintln!("xtask: QEMU not available: kernel matrix skipped (cargo xtask setup --vm installs it)");
         }
@@ -146,7 +166,15 @@ fn bench(args: Vec<String>) -> Result<()> {
     setup::setup(setup::SetupOptions { vm: false })?;
     let bin = build_agent()?;
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "integration-tests", "--bin", "bench", "--"]);
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "integration-tests",
+        "--bin",
+        "bench",
+        "--",
+    ]);
     cmd.args(&args);
     cmd.env("TRACER_BIN", bin);
     run_status(&mut cmd)

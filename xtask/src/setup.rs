@@ -58,8 +58,9 @@ fn ensure_rust_src() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: adding rust-src to nightly (needed for -Z build-std=core)");
-    run_status(rustup().args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
-        .context("setup piece `rust-src`: `rustup component add rust-src --toolchain nightly` failed")
+    run_status(rustup().args(["component", "add", "rust-src", "--toolchain", NIGHTLY])).context(
+        "setup piece `rust-src`: `rustup component add rust-src --toolchain nightly` failed",
+    )
 }
 
 /// LLVM major version of the nightly rustc (bpf-linker must link the same major).
@@ -90,7 +91,9 @@ fn bpf_linker_works() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        })
         .unwrap_or(false)
 }
 
@@ -99,8 +102,9 @@ fn ensure_bpf_linker() -> Result<()> {
         return Ok(());
     }
     let major = nightly_llvm_major()?;
-    let sysroot = output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))
-        .context("setup piece `bpf-linker`: `rustc +nightly --print sysroot` failed")?;
+    let sysroot =
+        output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))
+            .context("setup piece `bpf-linker`: `rustc +nightly --print sysroot` failed")?;
     let lib_dir = Path::new(sysroot.trim()).join("lib");
     // The real shared object; the `libLLVM.so` beside it may be a linker script.
     let so = std::fs::read_dir(&lib_dir)
@@ -120,13 +124,21 @@ fn ensure_bpf_linker() -> Result<()> {
         })?;
     let prefix = llvm_prefix(major);
     let prefix_lib = prefix.join("lib");
-    std::fs::create_dir_all(&prefix_lib)
-        .with_context(|| format!("setup piece `bpf-linker`: creating {}", prefix_lib.display()))?;
+    std::fs::create_dir_all(&prefix_lib).with_context(|| {
+        format!(
+            "setup piece `bpf-linker`: creating {}",
+            prefix_lib.display()
+        )
+    })?;
     let so_name = so.file_name().context("libLLVM path has no file name")?;
     for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(so_name)] {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&so, &link).with_context(|| {
-            format!("setup piece `bpf-linker`: linking {} -> {}", link.display(), so.display())
+            format!(
+                "setup piece `bpf-linker`: linking {} -> {}",
+                link.display(),
+                so.display()
+            )
         })?;
     }
     eprintln!(
@@ -135,7 +147,11 @@ fn ensure_bpf_linker() -> Result<()> {
     );
     let feature = format!("llvm-{major}");
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]);
+    cmd.args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+    ]);
     cmd.args(["--no-default-features", "--features", &feature]);
     cmd.env("LLVM_PREFIX", &prefix);
     run_status(&mut cmd).with_context(|| {
@@ -160,7 +176,11 @@ fn package_installed(name: &str) -> bool {
 }
 
 fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !package_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -168,10 +188,14 @@ fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
     run_status(Command::new("apt-get").arg("update").arg("-qq"))
         .context("setup piece `Debian packages`: `apt-get update` failed")?;
     let mut cmd = Command::new("apt-get");
-    cmd.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing);
+    cmd.args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing);
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     run_status(&mut cmd).with_context(|| {
-        format!("setup piece `Debian packages`: `apt-get install -y {}` failed", missing.join(" "))
+        format!(
+            "setup piece `Debian packages`: `apt-get install -y {}` failed",
+            missing.join(" ")
+        )
     })
 }
 

@@ -22,7 +22,9 @@ pub fn cargo() -> Command {
 
 /// Runs a command, failing with the command line and exit status when it fails.
 pub fn run_status(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -31,7 +33,9 @@ pub fn run_status(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command and returns its stdout, failing with its stderr.
 pub fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("could not start {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed with {}: {}",
@@ -62,10 +66,19 @@ pub fn as_root(program: &Path) -> Command {
 pub fn clippy_ebpf() -> Result<()> {
     let mut cmd = Command::new("rustup");
     cmd.current_dir(workspace_root().join("tracer-ebpf"));
-    cmd.args(["run", "nightly", "cargo", "clippy", "--release", "--target", "bpfel-unknown-none"]);
+    cmd.args([
+        "run",
+        "nightly",
+        "cargo",
+        "clippy",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+    ]);
     cmd.args(["-Z", "build-std=core", "--target-dir"]);
     cmd.arg(workspace_root().join("target/ebpf-clippy"));
     cmd.args(["--", "-D", "warnings"]);
-    cmd.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd.env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
     run_status(&mut cmd)
 }

@@ -57,14 +57,16 @@ fn try_classic(ctx: &TracePointContext) -> Result<(), i32> {
 fn try_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let cache: *const c_void = ctx.arg(2);
     let base = cache as u64;
-    let name_ptr: u64 =
-        unsafe { bpf_probe_read_kernel((base + config!(off_kmem_cache_name) as u64) as *const u64)? };
+    let name_ptr: u64 = unsafe {
+        bpf_probe_read_kernel((base + config!(off_kmem_cache_name) as u64) as *const u64)?
+    };
     let name: u64 = unsafe { bpf_probe_read_kernel(name_ptr as *const u64)? };
     if name & NAME_MASK != DENTRY_LE {
         return Ok(());
     }
-    let size: u32 =
-        unsafe { bpf_probe_read_kernel((base + config!(off_kmem_cache_size) as u64) as *const u32)? };
+    let size: u32 = unsafe {
+        bpf_probe_read_kernel((base + config!(off_kmem_cache_size) as u64) as *const u32)?
+    };
     record(size as u64)
 }
 
@@ -85,7 +87,10 @@ fn record(bytes: u64) -> Result<(), i32> {
         }
         return Ok(());
     }
-    if DENTRY_ALLOCS.insert(&memcg_id, &DentryValue { allocs: 1, bytes }, 0).is_err() {
+    if DENTRY_ALLOCS
+        .insert(&memcg_id, &DentryValue { allocs: 1, bytes }, 0)
+        .is_err()
+    {
         count(Counter::DentryMapFull as u32);
     }
     Ok(())

@@ -67,12 +67,16 @@ fn try_classic(ctx: &TracePointContext, family: StatFamily) -> Result<(), i32> {
         return Ok(());
     }
     let (id_f, item_f, val_f) = match family {
-        StatFamily::MemcgState => {
-            (TpField::MemcgStateId, TpField::MemcgStateItem, TpField::MemcgStateVal)
-        }
-        StatFamily::LruvecState => {
-            (TpField::LruvecStateId, TpField::LruvecStateItem, TpField::LruvecStateVal)
-        }
+        StatFamily::MemcgState => (
+            TpField::MemcgStateId,
+            TpField::MemcgStateItem,
+            TpField::MemcgStateVal,
+        ),
+        StatFamily::LruvecState => (
+            TpField::LruvecStateId,
+            TpField::LruvecStateItem,
+            TpField::LruvecStateVal,
+        ),
         StatFamily::Events => (TpField::EventsId, TpField::EventsItem, TpField::EventsVal),
     };
     let memcg_id: u64 = unsafe { ctx.read_at(tp_offset(id_f))? };
@@ -113,7 +117,11 @@ fn add(memcg_id: u64, family: StatFamily, item: i32, val: i64) {
     if filtered_out(memcg_id) {
         return;
     }
-    let key = StatKey { memcg_id, family: family as u32, item: item as u32 };
+    let key = StatKey {
+        memcg_id,
+        family: family as u32,
+        item: item as u32,
+    };
     if let Some(value) = MEMCG_STATS.get_ptr_mut(&key) {
         // Per-CPU value: this CPU is the only writer while the program runs.
         unsafe {

@@ -39,7 +39,13 @@ fn try_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, EventKind::OomVictim as u32, tgid, tid, memcg_id);
+    fill_header(
+        &mut ev.header,
+        EventKind::OomVictim as u32,
+        tgid,
+        tid,
+        memcg_id,
+    );
     ev.victim_memcg_id = 0;
     ev._pad = 0;
     unsafe {
@@ -50,7 +56,9 @@ fn try_mark_victim(ctx: &TracePointContext) -> Result<(), i32> {
         ev.shmem_rss_kb = ctx.read_at(tp_offset(TpField::OomShmemRss)).unwrap_or(0);
         ev.pgtables_kb = ctx.read_at(tp_offset(TpField::OomPgtables)).unwrap_or(0);
         ev.uid = ctx.read_at(tp_offset(TpField::OomUid)).unwrap_or(u32::MAX);
-        ev.oom_score_adj = ctx.read_at::<i16>(tp_offset(TpField::OomScoreAdj)).unwrap_or(0) as i32;
+        ev.oom_score_adj = ctx
+            .read_at::<i16>(tp_offset(TpField::OomScoreAdj))
+            .unwrap_or(0) as i32;
         ev.victim_comm = [0u8; 16];
         // __data_loc: low 16 bits = offset of the string in the record, high 16 bits = length.
         if let Ok(loc) = ctx.read_at::<u32>(tp_offset(TpField::OomComm)) {

@@ -12,7 +12,10 @@ use tracer_common::{
 
 use super::{reserve, ret};
 use crate::{
-    context::{count, current_ids, current_memcg_id, fill_header, filtered_out, is_agent, now_ns, tp_offset},
+    context::{
+        count, current_ids, current_memcg_id, fill_header, filtered_out, is_agent, now_ns,
+        tp_offset,
+    },
     maps::{ReclaimStart, RECLAIM_START},
 };
 
@@ -68,8 +71,16 @@ fn try_begin(ctx: &TracePointContext, kind: ReclaimKind) -> Result<(), i32> {
     }
     let order: i32 = unsafe { ctx.read_at(tp_offset(TpField::ReclaimBeginOrder))? };
     let gfp_flags: u64 = unsafe { ctx.read_at(tp_offset(TpField::ReclaimBeginGfp))? };
-    let start = ReclaimStart { ts_ns: now_ns(), gfp_flags, order, _pad: 0 };
-    if RECLAIM_START.insert(&pairing_key(tid, kind), &start, 0).is_err() {
+    let start = ReclaimStart {
+        ts_ns: now_ns(),
+        gfp_flags,
+        order,
+        _pad: 0,
+    };
+    if RECLAIM_START
+        .insert(&pairing_key(tid, kind), &start, 0)
+        .is_err()
+    {
         count(Counter::PairingStoreFailed as u32);
     }
     Ok(())
@@ -96,7 +107,13 @@ fn try_end(ctx: &TracePointContext, kind: ReclaimKind) -> Result<(), i32> {
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, EventKind::Reclaim as u32, tgid, tid, memcg_id);
+    fill_header(
+        &mut ev.header,
+        EventKind::Reclaim as u32,
+        tgid,
+        tid,
+        memcg_id,
+    );
     ev.nr_reclaimed = nr_reclaimed;
     ev.reclaim_kind = kind as u32;
     ev._pad = 0;
@@ -146,7 +163,13 @@ fn try_wakeup_kswapd(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, EventKind::KswapdWake as u32, tgid, tid, memcg_id);
+    fill_header(
+        &mut ev.header,
+        EventKind::KswapdWake as u32,
+        tgid,
+        tid,
+        memcg_id,
+    );
     let fields = unsafe {
         (
             ctx.read_at::<i32>(tp_offset(TpField::KswapdNid)),

@@ -5,7 +5,10 @@ use tracer_common::{Counter, EventKind, ShrinkSlabEvent, TpField, SHRINK_MISSING
 
 use super::{reserve, ret};
 use crate::{
-    context::{count, current_ids, current_memcg_id, fill_header, filtered_out, is_agent, now_ns, tp_offset},
+    context::{
+        count, current_ids, current_memcg_id, fill_header, filtered_out, is_agent, now_ns,
+        tp_offset,
+    },
     maps::{ShrinkStart, SHRINK_START},
 };
 
@@ -84,7 +87,13 @@ fn try_end(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     };
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    fill_header(&mut ev.header, EventKind::ShrinkSlab as u32, tgid, tid, memcg_id);
+    fill_header(
+        &mut ev.header,
+        EventKind::ShrinkSlab as u32,
+        tgid,
+        tid,
+        memcg_id,
+    );
     ev.freed = freed as i64;
     ev._pad = 0;
     match start {
