@@ -11,6 +11,7 @@ use tokio::{
 
 use crate::{
     adaptive::{Adaptive, AdaptiveOptions, Switch},
+    analysis::Analysis,
     btf::Btf,
     cgroupfs::{
         detect_host_layout, CgroupFs, CgroupLayout, CgroupMode, CgroupVersion, MemorySnapshot,
@@ -38,16 +39,22 @@ pub struct RunOptions {
     /// Emit a `loss` record every this many ticks (and always at exit or when drops grow).
     pub loss_every_ticks: u64,
     pub prefer_btf: bool,
+    /// Test knob: sleep this long after each ring-buffer drain, so a test can overflow the ring
+    /// on purpose and check the loss accounting.
+    pub stall_reader: Option<Duration>,
 }
 
-/// Where records go: NDJSON, one object per line.
+/// Where records go: NDJSON, one object per line. Every record written is also fed to the
+/// analysis stages (accountant, detector), whose own records are written after it — the same
+/// stages `tracer diagnose` runs over a recording.
 pub struct Sink {
     out: Box<dyn Write>,
     pub records: u64,
+    analysis: Analysis,
 }
 
 impl Sink {
-    pub fn new(output: Option<&PathBuf>) -> Result<Sink> {
+    pub fn new(output: Option<&PathBuf>, analysis: Analysis) -> Result<Sink> {
         let out: Box<dyn Write> = match output {
             Some(path) => Box::new(std::io::BufWriter::new(
                 std::fs::File::create(path)
@@ -55,15 +62,43 @@ impl Sink {
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
-        Ok(Sink { out, records: 0 })
+        Ok(Sink {
+            out,
+            records: 0,
+            analysis,
+        })
     }
 
-    pub fn emit(&mut self, rec: &Record) -> Result<()> {
+    fn write(&mut self, rec: &Record) -> Result<()> {
         serde_json::to_writer(&mut self.out, rec).context("serialising a record")?;
         self.out
             .write_all(b"\n")
             .context("writing the record stream")?;
         self.records += 1;
+        Ok(())
+    }
+
+    pub fn emit(&mut self, rec: &Record) -> Result<()> {
+        self.write(rec)?;
+        for derived in self.analysis.observe(rec) {
+            self.write(&derived)?;
+        }
+        Ok(())
+    }
+
+    /// End of a sample tick: per-container summaries for the window.
+    pub fn end_tick(&mut self, at: Stamp) -> Result<()> {
+        for derived in self.analysis.end_tick(at) {
+            self.write(&derived)?;
+        }
+        Ok(())
+    }
+
+    /// End of the stream: incidents still open are closed as such.
+    pub fn finish(&mut self, at: Stamp) -> Result<()> {
+        for derived in self.analysis.finish(at) {
+            self.write(&derived)?;
+        }
         Ok(())
     }
 
@@ -234,7 +269,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         proc_root: PathBuf::from("/proc"),
     };
     let mut pipeline = Pipeline::new(clock, names, Symbols::load(), fs.clone(), config);
-    let mut sink = Sink::new(opts.output.as_ref())?;
+    let analysis = Analysis::new(page_size());
+    let mut sink = Sink::new(opts.output.as_ref(), analysis)?;
     let statuses = probe_statuses(&probes, &loader.attached());
     sink.emit(&Record::Start(StartRecord {
         at: clock.now(),
@@ -282,6 +318,9 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 let mut guard = guard.context("waiting on the ring buffer")?;
                 drain(guard.get_inner_mut(), &mut pipeline, &mut sink, &mut adaptive)?;
                 guard.clear_ready();
+                if let Some(stall) = opts.stall_reader {
+                    std::thread::sleep(stall);
+                }
             }
             _ = ticker.tick() => {
                 ticks += 1;
@@ -289,7 +328,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                 let counters = loader.counters()?;
                 let loss = pipeline.loss(monotonic_ns(), &counters);
                 let dropped = loss.total_dropped();
-                if ticks % opts.loss_every_ticks.max(1) == 0 || dropped != last_dropped {
+                if ticks.is_multiple_of(opts.loss_every_ticks.max(1)) || dropped != last_dropped {
                     last_dropped = dropped;
                     sink.emit(&Record::Loss(loss))?;
                 }
@@ -313,6 +352,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let loss = pipeline.loss(monotonic_ns(), &loader.counters()?);
     let dropped = loss.total_dropped();
     sink.emit(&Record::Loss(loss))?;
+    sink.finish(clock.now())?;
     let records = sink.records + 1;
     sink.emit(&Record::Stop(StopRecord {
         at: clock.now(),
@@ -395,6 +435,7 @@ fn tick(
             probes,
         }))?;
     }
+    sink.end_tick(pipeline.clock().stamp(now))?;
     Ok(())
 }
 
@@ -506,7 +547,7 @@ fn top_tasks(fs: &CgroupFs, rel: &str, n: usize) -> Vec<TaskUsage> {
             })
         })
         .collect();
-    tasks.sort_by(|a, b| b.rss_bytes.cmp(&a.rss_bytes));
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.rss_bytes));
     tasks.truncate(n);
     tasks
 }

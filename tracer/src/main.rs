@@ -50,6 +50,9 @@ enum Command {
         /// Use classic tracepoints even where tp_btf is available.
         #[arg(long)]
         no_btf: bool,
+        /// Testing only: pause this many ms after each ring-buffer drain (forces loss).
+        #[arg(long, hide = true)]
+        stall_reader_ms: Option<u64>,
     },
     /// Print what this kernel offers and how each probe would be served.
     Check,
@@ -70,6 +73,7 @@ fn main() -> Result<()> {
             cgroup,
             loss_every,
             no_btf,
+            stall_reader_ms,
         } => {
             agent::require_root()?;
             let ring_bytes = ring_kib
@@ -88,6 +92,7 @@ fn main() -> Result<()> {
                 only_cgroup: cgroup,
                 loss_every_ticks: loss_every,
                 prefer_btf: !no_btf,
+                stall_reader: stall_reader_ms.map(Duration::from_millis),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
