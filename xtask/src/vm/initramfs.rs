@@ -19,6 +19,8 @@ use super::Payload;
 const BUSYBOX: &str = "/bin/busybox";
 /// Where the agent lives in the guest (`TRACER_BIN`).
 pub const GUEST_AGENT: &str = "/bin/tracer";
+/// Where the tests' workload program lives in the guest (`TRACER_WORKLOAD`).
+pub const GUEST_WORKLOAD: &str = "/bin/workload";
 
 /// Writes the initramfs to `out` and returns the guest names of the test executables (the names
 /// the markers use), in the order `/init` runs them.
@@ -36,6 +38,12 @@ pub fn build(payload: &Payload, filter: Option<&str>, out: &Path) -> Result<Vec<
     ];
     for (name, path) in names.iter().zip(&payload.tests) {
         files.push((format!("tests/{name}"), path.clone()));
+    }
+    if let Some(workload) = &payload.workload {
+        files.push((
+            GUEST_WORKLOAD.trim_start_matches('/').into(),
+            workload.clone(),
+        ));
     }
     let mut libraries = BTreeSet::new();
     for (_, path) in &files {
@@ -224,7 +232,7 @@ echo "@@VMTEST memory: $(grep MemTotal /proc/meminfo)"
 "#,
     );
     s.push_str(&format!(
-        "export TRACER_BIN={GUEST_AGENT} TRACER_IN_VM=1 RUST_BACKTRACE=1\n"
+        "export TRACER_BIN={GUEST_AGENT} TRACER_WORKLOAD={GUEST_WORKLOAD} TRACER_IN_VM=1 RUST_BACKTRACE=1\n"
     ));
     s.push_str(&format!(
         "{GUEST_AGENT} check\necho \"@@VMTEST check rc=$?\"\n"
