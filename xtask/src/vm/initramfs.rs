@@ -389,7 +389,9 @@ mod tests {
         assert!(script.contains("run_test 'b-2' 'it'\\''s'\n"));
         assert!(script.contains("--test-threads=1"));
         assert!(script.contains("echo +$c > /sys/fs/cgroup/cgroup.subtree_control"));
-        assert!(script.contains("TRACER_BIN=/bin/tracer TRACER_IN_VM=1"));
+        assert!(
+            script.contains("TRACER_BIN=/bin/tracer TRACER_WORKLOAD=/bin/workload TRACER_IN_VM=1")
+        );
         let done = script.find("@@VMTEST done").unwrap();
         assert!(script.find("run_test 'b-2'").unwrap() < done);
         assert!(script.trim_end().ends_with("poweroff -f"));
