@@ -540,6 +540,8 @@ fn top_tasks(fs: &CgroupFs, rel: &str, n: usize) -> Vec<TaskUsage> {
             let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
             let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            // Kernel threads and zombies have no resident memory: not worth listing.
+            (rss_pages > 0).then_some(())?;
             Some(TaskUsage {
                 pid,
                 comm: comm.trim().to_string(),

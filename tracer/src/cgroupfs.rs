@@ -78,6 +78,7 @@ fn io_error(op: &'static str, path: &Path, source: io::Error) -> CgroupError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CgroupVersion {
     V1,
     V2,
@@ -85,6 +86,7 @@ pub enum CgroupVersion {
 
 /// Which cgroup hierarchies are mounted: only v1 ones, only cgroup2, or both (systemd "hybrid").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CgroupMode {
     V1,
     V2,

@@ -211,6 +211,9 @@ pub enum Via {
 pub struct PlannedProbe {
     pub spec: ProbeSpec,
     pub via: Via,
+    /// The classic tracepoint's fields were all found: it can replace a tp_btf program that
+    /// fails to load.
+    pub classic_ok: bool,
 }
 
 /// The load-time configuration plus what could not be configured.
@@ -241,32 +244,50 @@ pub fn plan(tracefs: &Tracefs, btf: Option<&Btf>, prefer_btf: bool) -> Plan {
     }
     let mut probes = Vec::new();
     for spec in PROBES {
-        let via = match plan_fields(tracefs, spec, &mut config) {
-            Err(reason) => Via::Unavailable(reason),
-            Ok(()) => {
-                let btf_ok = prefer_btf
-                    && btf_walk
-                    && spec.btf_program.is_some()
-                    && btf.is_some_and(|b| b.tracepoint_args(spec.name).is_ok());
-                if btf_ok {
-                    Via::TpBtf
-                } else {
-                    Via::Tracepoint
-                }
-            }
+        let classic = plan_fields(tracefs, spec, &mut config);
+        // tp_btf programs read their arguments, not the tracefs record, so they also serve
+        // kernels whose record lacks a field (e.g. kmem_cache_alloc's `name` before 6.x).
+        let btf_ok = prefer_btf
+            && btf_walk
+            && spec.btf_program.is_some()
+            && tracefs.has_tracepoint(spec.category, spec.name)
+            && btf.is_some_and(|b| btf_args_match(b, spec));
+        let via = match (&classic, btf_ok) {
+            (_, true) => Via::TpBtf,
+            (Ok(()), false) => Via::Tracepoint,
+            (Err(reason), false) => Via::Unavailable(reason.clone()),
         };
+        let classic_ok = classic.is_ok();
         if let Via::Unavailable(reason) = &via {
             if spec.category != "memcg" {
                 warnings.push(reason.clone());
             }
         }
-        probes.push(PlannedProbe { spec: *spec, via });
+        probes.push(PlannedProbe {
+            spec: *spec,
+            via,
+            classic_ok,
+        });
     }
     Plan {
         config,
         probes,
         warnings,
     }
+}
+
+/// The tp_btf programs read one pointer argument at a fixed position: check the kernel's
+/// prototype has that type there.
+fn btf_args_match(btf: &Btf, spec: &ProbeSpec) -> bool {
+    let (index, type_name) = match spec.category {
+        "memcg" => (0, "struct mem_cgroup"),
+        "kmem" => (2, "struct kmem_cache"),
+        _ => return false,
+    };
+    btf.tracepoint_args(spec.name)
+        .ok()
+        .and_then(|args| args.get(index).map(|a| a.type_name.starts_with(type_name)))
+        .unwrap_or(false)
 }
 
 fn plan_fields(

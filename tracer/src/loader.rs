@@ -84,11 +84,12 @@ impl Loader {
         for p in planned {
             let mut via = p.via.clone();
             if via == Via::TpBtf {
-                match (self.load_btf(&p.spec, btf.as_ref()), p.spec.btf_program) {
-                    (Ok(()), _) => {}
-                    (Err(e), _) => {
+                if let Err(e) = self.load_btf(&p.spec, btf.as_ref()) {
+                    if p.classic_ok {
                         log::warn!("tp_btf {}: {e}; using the classic tracepoint", p.spec.name);
                         via = Via::Tracepoint;
+                    } else {
+                        via = Via::Unavailable(e.to_string());
                     }
                 }
             }
@@ -102,7 +103,11 @@ impl Loader {
                 via: via.clone(),
                 link: None,
             });
-            result.push(PlannedProbe { spec: p.spec, via });
+            result.push(PlannedProbe {
+                spec: p.spec,
+                via,
+                classic_ok: p.classic_ok,
+            });
         }
         result
     }
