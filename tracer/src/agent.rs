@@ -316,8 +316,11 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &mut pipeline, &mut sink, &mut adaptive)?;
+                drain(guard.get_inner_mut(), &mut pipeline, &mut sink, &mut adaptive, &mut sampler)?;
                 guard.clear_ready();
+                // Discrete events (and the incidents they open) reach readers at once, not at
+                // the next tick: one write per drained batch.
+                sink.flush()?;
                 if let Some(stall) = opts.stall_reader {
                     std::thread::sleep(stall);
                 }
@@ -341,7 +344,13 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     };
     // Stop the producers first so the final drain and counters are exact.
     loader.detach_all().context("detaching the probes")?;
-    drain(ring.get_mut(), &mut pipeline, &mut sink, &mut adaptive)?;
+    drain(
+        ring.get_mut(),
+        &mut pipeline,
+        &mut sink,
+        &mut adaptive,
+        &mut sampler,
+    )?;
     tick(
         &mut loader,
         &mut pipeline,
@@ -376,18 +385,32 @@ fn drain(
     pipeline: &mut Pipeline,
     sink: &mut Sink,
     adaptive: &mut Adaptive,
+    sampler: &mut Sampler,
 ) -> Result<()> {
+    let mut limited = Vec::new();
     while let Some(item) = ring.next() {
         if let Some(rec) = pipeline.on_ring_record(&item) {
             if let Record::Reclaim(r) = &rec {
-                if r.kind == "memcg" && !adaptive.is_full() {
-                    adaptive.note_limit_pressure(format!(
-                        "memcg reclaim in {}",
-                        r.cgroup.cgroup.as_deref().unwrap_or("?")
-                    ));
+                if r.kind == "memcg" {
+                    if !adaptive.is_full() {
+                        adaptive.note_limit_pressure(format!(
+                            "memcg reclaim in {}",
+                            r.cgroup.cgroup.as_deref().unwrap_or("?")
+                        ));
+                    }
+                    if let Some(path) = &r.cgroup.cgroup {
+                        if !limited.contains(path) {
+                            limited.push(path.clone());
+                        }
+                    }
                 }
             }
             sink.emit(&rec)?;
+        }
+    }
+    if !limited.is_empty() {
+        for s in sampler.sample_urgent(pipeline.clock(), monotonic_ns(), &limited) {
+            sink.emit(&Record::Sample(s.record))?;
         }
     }
     Ok(())
@@ -452,6 +475,7 @@ pub struct Sampler {
     fs: CgroupFs,
     only: Option<String>,
     last_hits: std::collections::HashMap<String, u64>,
+    last_urgent: std::collections::HashMap<String, u64>,
 }
 
 /// Bounds of one sampler walk.
@@ -464,6 +488,7 @@ impl Sampler {
             fs,
             only,
             last_hits: Default::default(),
+            last_urgent: Default::default(),
         }
     }
 
@@ -490,38 +515,88 @@ impl Sampler {
         out
     }
 
+    /// Samples every cgroup of the hierarchy (or the `--cgroup` subtree) that uses memory or has
+    /// a hard limit (so a limited cgroup has a baseline before its first charge).
     pub fn sample(&mut self, clock: &Clock, now: u64) -> Vec<Sampled> {
         let mut out = Vec::new();
         let mut seen = std::collections::HashMap::new();
         for rel in self.walk() {
-            let Ok(snapshot) = self.fs.read_snapshot(&rel) else {
-                continue;
-            };
-            if snapshot.usage_bytes == 0 {
-                continue;
+            if let Some(s) = self.sample_one(clock, now, &rel, true) {
+                seen.insert(rel, limit_hit_count(&s.record.snapshot));
+                out.push(s);
             }
-            let hits = limit_hit_count(&snapshot);
-            let prev = self.last_hits.get(&rel).copied().unwrap_or(hits);
-            seen.insert(rel.clone(), hits);
-            let cgroup_id = self.fs.cgroup_id(&rel).unwrap_or(0);
-            out.push(Sampled {
-                limit_hits: hits.saturating_sub(prev),
-                record: SampleRecord {
-                    at: clock.stamp(now),
-                    cgroup: CgroupRef {
-                        cgroup_id,
-                        cgroup: Some(rel.clone()),
-                    },
-                    identity: identify(&rel),
-                    top_tasks: top_tasks(&self.fs, &rel, 5),
-                    snapshot,
-                },
-            });
         }
         self.last_hits = seen;
         out
     }
+
+    /// Samples `paths` and their ancestors at once, out of the tick: a memcg reclaim means a
+    /// charge met a limit, and reading usage/limits/failcnt now (not up to a second later)
+    /// lets the detector open the incident within milliseconds. At most one read per cgroup
+    /// per [`URGENT_SAMPLE_MIN_NS`].
+    pub fn sample_urgent(&mut self, clock: &Clock, now: u64, paths: &[String]) -> Vec<Sampled> {
+        let mut wanted = std::collections::BTreeSet::new();
+        for path in paths {
+            let mut p = path.trim_end_matches('/').to_string();
+            loop {
+                wanted.insert(if p.is_empty() {
+                    "/".to_string()
+                } else {
+                    p.clone()
+                });
+                match p.rfind('/') {
+                    Some(i) if !p.is_empty() => p.truncate(i),
+                    _ => break,
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for rel in wanted {
+            if let Some(only) = &self.only {
+                if !rel.starts_with(only.as_str()) {
+                    continue;
+                }
+            }
+            let last = self.last_urgent.get(&rel).copied().unwrap_or(0);
+            if now.saturating_sub(last) < URGENT_SAMPLE_MIN_NS {
+                continue;
+            }
+            self.last_urgent.insert(rel.clone(), now);
+            if let Some(s) = self.sample_one(clock, now, &rel, false) {
+                self.last_hits
+                    .insert(rel, limit_hit_count(&s.record.snapshot));
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn sample_one(&self, clock: &Clock, now: u64, rel: &str, skip_idle: bool) -> Option<Sampled> {
+        let snapshot = self.fs.read_snapshot(rel).ok()?;
+        if skip_idle && snapshot.usage_bytes == 0 && snapshot.limits.hard.is_none() {
+            return None;
+        }
+        let hits = limit_hit_count(&snapshot);
+        let prev = self.last_hits.get(rel).copied().unwrap_or(hits);
+        let cgroup_id = self.fs.cgroup_id(rel).unwrap_or(0);
+        Some(Sampled {
+            limit_hits: hits.saturating_sub(prev),
+            record: SampleRecord {
+                at: clock.stamp(now),
+                cgroup: CgroupRef {
+                    cgroup_id,
+                    cgroup: Some(rel.to_string()),
+                },
+                identity: identify(rel),
+                top_tasks: top_tasks(&self.fs, rel, 5),
+                snapshot,
+            },
+        })
+    }
 }
+
+/// Minimum spacing of out-of-tick samples of one cgroup.
+const URGENT_SAMPLE_MIN_NS: u64 = 50_000_000;
 
 fn limit_hit_count(s: &MemorySnapshot) -> u64 {
     s.failcnt

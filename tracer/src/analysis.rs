@@ -1,13 +1,16 @@
-//! The analysis stages every record passes through, live (`tracer run`) and offline
-//! (`tracer diagnose`): one path, so an incident found live and one rebuilt from the recording
+//! The analysis stages every record passes through, live (`tracer run`): the accountant
+//! (per-container summaries) and the detector (incidents). `tracer diagnose` runs the same
+//! [`Detector`] over a recording, so an incident found live and one rebuilt from the recording
 //! come from the same code.
 use crate::{
     accountant::{Accountant, AccountantOptions},
+    detector::{Detector, DetectorOptions},
     record::{Record, Stamp},
 };
 
 pub struct Analysis {
     accountant: Accountant,
+    detector: Detector,
 }
 
 impl Analysis {
@@ -17,13 +20,14 @@ impl Analysis {
                 page_size,
                 ..Default::default()
             }),
+            detector: Detector::new(DetectorOptions::default()),
         }
     }
 
     /// Feeds one record; returns the records it gives rise to (incidents).
     pub fn observe(&mut self, rec: &Record) -> Vec<Record> {
         self.accountant.observe(rec);
-        Vec::new()
+        self.detector.observe(rec)
     }
 
     /// End of a sample tick: per-container summaries.
@@ -31,8 +35,8 @@ impl Analysis {
         self.accountant.summaries(at)
     }
 
-    /// End of the stream.
-    pub fn finish(&mut self, _at: Stamp) -> Vec<Record> {
-        Vec::new()
+    /// End of the stream: incidents still open are closed as `still_open_at_exit`.
+    pub fn finish(&mut self, at: Stamp) -> Vec<Record> {
+        self.detector.finish(at)
     }
 }

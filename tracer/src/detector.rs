@@ -1,11 +1,1087 @@
-//! Overshoot incident detection (placeholder; being written).
+//! Overshoot incident detection: turns the record stream into `incident` records (open, update,
+//! close). `tracer run` feeds it live; `tracer diagnose` feeds it a recording, so both agree.
+//!
+//! Definitions (per cgroup, from its own `sample` records; v1 and v2):
+//! - **hard overshoot**: usage above the hard limit (v2 `memory.current > memory.max`, v1
+//!   `usage_in_bytes > limit_in_bytes`), e.g. forced charges the kernel could not refuse.
+//!   Opens at the first such sample.
+//! - **soft overshoot**: usage above `memory.high` (v2) or the soft limit (v1) for at least
+//!   [`DetectorOptions::soft_sustain_samples`] consecutive samples (default 2); it starts at the
+//!   first of them. A soft limit / memory.high of 0 ("reclaim this group first") is ignored.
+//! - **limit hit**: a charge reached the hard limit and needed reclaim: v2 `memory.events` `max`
+//!   or v1 `failcnt` grew since the previous sample while the interval's peak usage (usage, or
+//!   `memory.peak`/`max_usage_in_bytes` when it rose) was within [`DetectorOptions::approach_ratio`]
+//!   of the hard limit. v2 propagates `max` to ancestors; the proximity test keeps an incident on the
+//!   cgroup whose limit was hit. Snapshots without either counter fall back to memcg reclaims by
+//!   tasks at or below a cgroup that was near its hard limit at its previous sample.
+//! - **OOM**: a task was chosen as OOM victim (`oom` record), attributed to the nearest cgroup at or
+//!   above the victim's that was near (or over) its hard limit, else the nearest one with a hard
+//!   limit, else the victim's own. A `memory.events` `oom_kill` increase without a matching `oom`
+//!   record opens one too (victim unknown), when the cgroup was near its hard limit.
+//!
+//! No incident opens for a cgroup without a finite limit, or one that never approached it. An
+//! open incident closes after [`DetectorOptions::clear_samples`] consecutive samples without its
+//! condition (default 2; for OOM: without new kills); its `end` is the first of those samples.
+//!
+//! What an incident collects while open (`peak` only from samples where the condition held):
+//! - reclaim and shrink_slab records of tasks in the cgroup or below it (these run in the task's
+//!   own memcg, which may be a descendant of the one whose limit was hit). p99 latency comes from
+//!   a log-linear histogram (4 sub-buckets per power of two): within 25 % above the true value,
+//!   capped at the maximum seen. A reclaim that freed 0 pages is a failure.
+//! - top tasks by charged memory, estimated as RSS growth: per pid, the highest RSS in the
+//!   `top_tasks` of samples of the cgroup and its descendants minus the RSS at the sample before
+//!   the incident (or at first sight), plus how often the task ran reclaim (reclaim runs in the
+//!   charging task). Tasks that neither grew nor reclaimed are left out; at most 64 pids tracked.
+//! - classes (`MemorySnapshot::classes(true)`) at the peak, and which grew since the sample
+//!   before the incident.
+//!
+//! Updates are rate limited: at a sample, when peak usage rose by
+//! [`DetectorOptions::update_peak_step_bytes`] since the last emitted record, after
+//! [`DetectorOptions::update_every_samples`] samples, or at once on a new OOM kill.
+//! Each record costs O(cgroup depth × open incidents there), never O(history).
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 
-use crate::record::Stamp;
+use crate::cgroupfs::{CgroupVersion, MemoryClasses, MemorySnapshot};
+use crate::identity::identify;
+use crate::record::{CgroupRef, OomRecord, ReclaimRecord, Record, SampleRecord, Stamp, TaskUsage};
 
-/// An incident opened, updated or closed.
+/// Tasks tracked per incident (reported: [`DetectorOptions::top_tasks`]).
+const MAX_TRACKED_TASKS: usize = 64;
+/// Victims listed per incident (all are counted in `oom_kills`).
+const MAX_VICTIMS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    HardOvershoot,
+    SoftOvershoot,
+    LimitHit,
+    Oom,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 4] = [
+        Self::HardOvershoot,
+        Self::SoftOvershoot,
+        Self::LimitHit,
+        Self::Oom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HardOvershoot => "hard_overshoot",
+            Self::SoftOvershoot => "soft_overshoot",
+            Self::LimitHit => "limit_hit",
+            Self::Oom => "oom",
+        }
+    }
+
+    /// Higher is worse: oom > hard overshoot > limit hit > soft overshoot.
+    pub fn severity(self) -> u8 {
+        match self {
+            Self::Oom => 3,
+            Self::HardOvershoot => 2,
+            Self::LimitHit => 1,
+            Self::SoftOvershoot => 0,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentPhase {
+    Open,
+    Update,
+    Close,
+}
+
+/// How an incident ended (only on `close`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IncidentOutcome {
+    /// Back under the limit and reclaim freed pages meanwhile (for a limit hit: no OOM followed,
+    /// so the kernel's reclaim made room).
+    RecoveredByReclaim,
+    /// Back under the limit without reclaim progress seen: the workload freed memory itself.
+    Recovered,
+    /// v2 soft overshoot during which `memory.events` `high` grew: reclaimed and throttled at
+    /// memory.high.
+    Throttled,
+    /// A task was OOM-killed during the incident (the first victim; null when only the
+    /// `oom_kill` counter showed it).
+    OomKilled {
+        pid: Option<u32>,
+        comm: Option<String>,
+    },
+    /// The cgroup was removed while the incident was open.
+    CgroupRemoved,
+    /// Still open when the stream ended (`end` = the end of the stream).
+    StillOpenAtExit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentContainer {
+    pub cgroup_id: u64,
+    pub cgroup: Option<String>,
+    /// Container identity display name (`identity.name` of the samples).
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentPeak {
+    pub at: Stamp,
+    pub usage_bytes: u64,
+    /// The limit the incident is about, at the peak (see `limit_file`).
+    pub limit_bytes: Option<u64>,
+    /// usage - limit (negative: below it, as for most limit hits and OOMs).
+    pub excess_bytes: Option<i64>,
+    pub classes: MemoryClasses,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassGrowth {
+    /// `anon`, `file`, `kernel` or `swap`.
+    pub class: String,
+    /// At the sample before the incident (or its first sample).
+    pub before_bytes: u64,
+    pub peak_bytes: u64,
+    pub growth_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentTask {
+    pub pid: u32,
+    pub comm: String,
+    pub rss_before_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub rss_growth_bytes: u64,
+    /// Reclaim episodes the task ran during the incident.
+    pub reclaims: u64,
+    pub reclaim_latency_ns: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReclaimStats {
+    pub count: u64,
+    /// Reclaims that freed 0 pages.
+    pub failures: u64,
+    pub pages_reclaimed: u64,
+    /// Latency sums exclude episodes whose begin was missed.
+    pub total_latency_ns: u64,
+    pub p99_latency_ns: u64,
+    pub max_latency_ns: u64,
+    /// Count per reclaim kind (`memcg`, `softlimit`, `direct`).
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShrinkStats {
+    pub count: u64,
+    pub scanned: u64,
+    pub freed: u64,
+    pub total_latency_ns: u64,
+    /// Of those, `super_cache_scan` (the per-superblock dentry + inode cache shrinker).
+    pub dcache_count: u64,
+    pub dcache_freed: u64,
+    /// Dentry allocations charged meanwhile (`dentry` records).
+    pub dentry_alloc_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomVictim {
+    pub at: Stamp,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+}
+
+/// An incident opened, updated or closed. Every phase carries the incident's full state so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentRecord {
     #[serde(flatten)]
     pub at: Stamp,
+    /// `<kind>-<cgroup_id>-<start mono_ns>` (a path hash with the high bit set instead of an
+    /// unknown id 0): the same live and rebuilt from a recording.
+    pub id: String,
+    pub phase: IncidentPhase,
+    pub kind: IncidentKind,
+    pub container: IncidentContainer,
+    /// `memory.max`, `memory.high`, `memory.limit_in_bytes`, `memory.soft_limit_in_bytes`, or
+    /// null when unknown (an OOM in a cgroup never sampled).
+    pub limit_file: Option<String>,
+    pub start: Stamp,
+    /// Set on close.
+    pub end: Option<Stamp>,
+    /// end (or this record's time) - start.
+    pub duration_ns: u64,
+    /// Samples during which the condition held.
+    pub samples: u64,
+    /// Highest sampled usage while the condition held; null before any sample.
+    pub peak: Option<IncidentPeak>,
+    /// Classes larger at the peak than before the incident, largest growth first.
+    pub grown_classes: Vec<ClassGrowth>,
+    pub top_tasks: Vec<IncidentTask>,
+    /// Growth of v2 memory.events `max` / v1 failcnt while open.
+    pub limit_hits: u64,
+    /// Growth of v2 memory.events `high` while open.
+    pub high_events: u64,
+    pub reclaim: ReclaimStats,
+    pub shrink: ShrinkStats,
+    pub oom_kills: u64,
+    /// First victims (at most 8).
+    pub victims: Vec<OomVictim>,
+    pub outcome: Option<IncidentOutcome>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorOptions {
+    /// Consecutive samples above memory.high / the soft limit before a soft overshoot opens.
+    pub soft_sustain_samples: u32,
+    /// Consecutive samples without the condition before an incident closes.
+    pub clear_samples: u32,
+    /// Interval peak usage / hard limit at which a cgroup counts as near its limit.
+    pub approach_ratio: f64,
+    /// Emit an update at least every this many samples of an open incident.
+    pub update_every_samples: u32,
+    /// Emit an update when peak usage rose by this much since the last emitted record.
+    pub update_peak_step_bytes: u64,
+    /// Tasks listed per incident.
+    pub top_tasks: usize,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        DetectorOptions {
+            soft_sustain_samples: 2,
+            clear_samples: 2,
+            approach_ratio: 0.9,
+            update_every_samples: 10,
+            update_peak_step_bytes: 1 << 20,
+            top_tasks: 5,
+        }
+    }
+}
+
+/// Reclaim latency distribution: 4 log-linear sub-buckets per power of two.
+#[derive(Debug, Default)]
+struct LatencyHistogram {
+    buckets: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    fn bucket(ns: u64) -> usize {
+        if ns < 4 {
+            return ns as usize;
+        }
+        let exp = 63 - ns.leading_zeros() as usize;
+        (exp - 1) * 4 + ((ns >> (exp - 2)) & 3) as usize
+    }
+
+    fn upper_bound(bucket: usize) -> u64 {
+        if bucket < 4 {
+            return bucket as u64;
+        }
+        let (exp, sub) = (bucket / 4 + 1, (bucket % 4) as u64);
+        let width = 1u64 << (exp - 2);
+        ((4 + sub) * width).saturating_add(width - 1)
+    }
+
+    fn add(&mut self, ns: u64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; 252];
+        }
+        if let Some(slot) = self.buckets.get_mut(Self::bucket(ns)) {
+            *slot += 1;
+        }
+    }
+
+    fn quantile(&self, q: f64) -> u64 {
+        let total: u64 = self.buckets.iter().sum();
+        let rank = ((total as f64 * q).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (bucket, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::upper_bound(bucket);
+            }
+        }
+        0
+    }
+}
+
+#[derive(Debug)]
+struct TaskTrack {
+    comm: String,
+    rss_before: u64,
+    rss_peak: u64,
+    reclaims: u64,
+    reclaim_latency_ns: u64,
+}
+
+#[derive(Debug)]
+struct Incident {
+    record: IncidentRecord,
+    opened: bool,
+    active_samples: u32,
+    clear_run: u32,
+    clear_since: Option<Stamp>,
+    last_emitted_peak: u64,
+    samples_since_emit: u32,
+    new_kill: bool,
+    latencies: LatencyHistogram,
+    classes_before: Option<MemoryClasses>,
+    tasks: BTreeMap<u32, TaskTrack>,
+}
+
+/// What the previous sample of a cgroup said.
+#[derive(Debug, Clone)]
+struct LastSample {
+    at: Stamp,
+    version: CgroupVersion,
+    usage: u64,
+    max_usage: Option<u64>,
+    hard: Option<u64>,
+    limit_hits: Option<u64>,
+    high_events: Option<u64>,
+    oom_kills: Option<u64>,
+    classes: MemoryClasses,
+    top_tasks: Vec<TaskUsage>,
+    near_hard: bool,
+}
+
+#[derive(Debug)]
+struct CgroupState {
+    container: IncidentContainer,
+    last: Option<LastSample>,
+    /// memcg reclaims since the last sample, counted here because this cgroup was near its limit.
+    memcg_reclaims_near_limit: u64,
+    /// `oom` records at or below this cgroup since its last sample (explain counter growth).
+    kills_recorded_since_sample: u64,
+    /// Counter-only kills still waiting for their (late) `oom` record.
+    kills_without_victim: u64,
+    incidents: [Option<Incident>; 4],
+    /// [`state_key`], used in incident ids.
+    key: u64,
+}
+
+impl CgroupState {
+    fn new(cgroup: &CgroupRef, name: String) -> Self {
+        let container = IncidentContainer {
+            cgroup_id: cgroup.cgroup_id,
+            cgroup: cgroup.cgroup.clone(),
+            name,
+        };
+        CgroupState {
+            container,
+            last: None,
+            memcg_reclaims_near_limit: 0,
+            kills_recorded_since_sample: 0,
+            kills_without_victim: 0,
+            incidents: Default::default(),
+            key: state_key(cgroup),
+        }
+    }
+
+    fn near_or_over_hard(&self) -> bool {
+        self.last.as_ref().is_some_and(|l| l.near_hard)
+            || self.incidents[IncidentKind::HardOvershoot.index()].is_some()
+            || self.incidents[IncidentKind::LimitHit.index()].is_some()
+    }
+}
+
+/// The overshoot detector. Feed it every record in stream order.
+#[derive(Debug)]
+pub struct Detector {
+    options: DetectorOptions,
+    cgroups: BTreeMap<u64, CgroupState>,
+    ids_by_path: HashMap<String, u64>,
+}
+
+fn counter_delta(prev: Option<u64>, now: Option<u64>) -> u64 {
+    match (prev, now) {
+        (Some(p), Some(n)) => n.saturating_sub(p),
+        _ => 0,
+    }
+}
+
+fn limit_file(kind: IncidentKind, version: CgroupVersion) -> &'static str {
+    match (kind, version) {
+        (IncidentKind::SoftOvershoot, CgroupVersion::V1) => "memory.soft_limit_in_bytes",
+        (IncidentKind::SoftOvershoot, CgroupVersion::V2) => "memory.high",
+        (_, CgroupVersion::V1) => "memory.limit_in_bytes",
+        (_, CgroupVersion::V2) => "memory.max",
+    }
+}
+
+/// The limit an incident kind is about: memory.high (v2) / soft limit (v1), or the hard limit.
+/// A soft limit or memory.high of 0 means "reclaim this group first", not a target: ignored.
+fn limit_of(kind: IncidentKind, snap: &MemorySnapshot) -> Option<u64> {
+    match (kind, snap.version) {
+        (IncidentKind::SoftOvershoot, CgroupVersion::V1) => snap.limits.soft.filter(|l| *l > 0),
+        (IncidentKind::SoftOvershoot, CgroupVersion::V2) => snap.limits.high.filter(|l| *l > 0),
+        _ => snap.limits.hard,
+    }
+}
+
+/// The detector's key of a cgroup: its id, or for an unknown id (0) a hash of its path (high bit
+/// set), so two unresolved cgroups are not merged.
+fn state_key(cgroup: &CgroupRef) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match (cgroup.cgroup_id, &cgroup.cgroup) {
+        (0, Some(path)) => {
+            let mut hasher = std::hash::DefaultHasher::new();
+            path.hash(&mut hasher);
+            (1 << 63) | (hasher.finish() >> 1)
+        }
+        (id, _) => id,
+    }
+}
+
+/// `path` and its ancestors, nearest first: "/a/b" -> "/a/b", "/a", "/".
+fn lineage_paths(path: &str) -> impl Iterator<Item = &str> {
+    let start = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    std::iter::successors(Some(start), |p| match p.rfind('/') {
+        _ if *p == "/" => None,
+        Some(0) => Some("/"),
+        Some(i) => Some(&p[..i]),
+        None => None,
+    })
+}
+
+fn classes_growth(before: &MemoryClasses, peak: &MemoryClasses) -> Vec<ClassGrowth> {
+    let pairs = [
+        ("anon", before.anon, peak.anon),
+        ("file", before.file, peak.file),
+        ("kernel", before.kernel, peak.kernel),
+        ("swap", before.swap, peak.swap),
+    ];
+    let mut grown: Vec<ClassGrowth> = pairs
+        .into_iter()
+        .filter(|(_, b, p)| p > b)
+        .map(|(class, b, p)| ClassGrowth {
+            class: class.to_string(),
+            before_bytes: b,
+            peak_bytes: p,
+            growth_bytes: p - b,
+        })
+        .collect();
+    grown.sort_by_key(|g| std::cmp::Reverse(g.growth_bytes));
+    grown
+}
+
+impl Incident {
+    fn new(
+        kind: IncidentKind,
+        state: &CgroupState,
+        version: Option<CgroupVersion>,
+        start: &Stamp,
+    ) -> Self {
+        let last = state.last.as_ref();
+        let record = IncidentRecord {
+            at: start.clone(),
+            id: format!("{}-{}-{}", kind.as_str(), state.key, start.mono_ns),
+            phase: IncidentPhase::Open,
+            kind,
+            container: state.container.clone(),
+            limit_file: version.map(|v| limit_file(kind, v).to_string()),
+            start: start.clone(),
+            end: None,
+            duration_ns: 0,
+            samples: 0,
+            peak: None,
+            grown_classes: Vec::new(),
+            top_tasks: Vec::new(),
+            limit_hits: 0,
+            high_events: 0,
+            reclaim: ReclaimStats::default(),
+            shrink: ShrinkStats::default(),
+            oom_kills: 0,
+            victims: Vec::new(),
+            outcome: None,
+        };
+        let mut incident = Incident {
+            record,
+            opened: false,
+            active_samples: 0,
+            clear_run: 0,
+            clear_since: None,
+            last_emitted_peak: 0,
+            samples_since_emit: 0,
+            new_kill: false,
+            latencies: LatencyHistogram::default(),
+            classes_before: last.map(|l| l.classes),
+            tasks: BTreeMap::new(),
+        };
+        if let Some(last) = last {
+            incident.observe_tasks(&last.top_tasks, &[]);
+        }
+        incident
+    }
+
+    /// Seeds the OOM incident of a cgroup with its last reading (the kill came after it).
+    fn seed_peak(&mut self, last: &LastSample) {
+        self.record.peak = Some(IncidentPeak {
+            at: last.at.clone(),
+            usage_bytes: last.usage,
+            limit_bytes: last.hard,
+            excess_bytes: last.hard.map(|h| last.usage as i64 - h as i64),
+            classes: last.classes,
+        });
+    }
+
+    fn observe_tasks(&mut self, tasks: &[TaskUsage], before: &[TaskUsage]) {
+        for task in tasks {
+            let full = self.tasks.len() >= MAX_TRACKED_TASKS;
+            if full && !self.tasks.contains_key(&task.pid) {
+                continue;
+            }
+            let rss_before = before
+                .iter()
+                .find(|b| b.pid == task.pid)
+                .map_or(task.rss_bytes, |b| b.rss_bytes);
+            let track = self.tasks.entry(task.pid).or_insert_with(|| TaskTrack {
+                comm: task.comm.clone(),
+                rss_before,
+                rss_peak: 0,
+                reclaims: 0,
+                reclaim_latency_ns: 0,
+            });
+            track.rss_peak = track.rss_peak.max(task.rss_bytes);
+        }
+    }
+
+    fn add_reclaim(&mut self, r: &ReclaimRecord) {
+        let stats = &mut self.record.reclaim;
+        stats.count += 1;
+        stats.pages_reclaimed += r.nr_reclaimed;
+        stats.failures += u64::from(r.nr_reclaimed == 0);
+        *stats.by_kind.entry(r.kind.clone()).or_default() += 1;
+        let latency = if r.missing_begin { 0 } else { r.latency_ns };
+        if !r.missing_begin {
+            stats.total_latency_ns += latency;
+            stats.max_latency_ns = stats.max_latency_ns.max(latency);
+            self.latencies.add(latency);
+        }
+        let full = self.tasks.len() >= MAX_TRACKED_TASKS;
+        if full && !self.tasks.contains_key(&r.task.pid) {
+            return;
+        }
+        let track = self.tasks.entry(r.task.pid).or_insert_with(|| TaskTrack {
+            comm: r.task.comm.clone(),
+            rss_before: 0,
+            rss_peak: 0,
+            reclaims: 0,
+            reclaim_latency_ns: 0,
+        });
+        track.reclaims += 1;
+        track.reclaim_latency_ns += latency;
+    }
+
+    /// Adds a kill; a known victim first replaces a counter-only (unknown) one.
+    fn add_victim(&mut self, victim: OomVictim) {
+        self.new_kill = true;
+        let unknown = self.record.victims.iter_mut().find(|v| v.pid.is_none());
+        match unknown {
+            Some(slot) if victim.pid.is_some() => *slot = victim,
+            _ => {
+                self.record.oom_kills += 1;
+                if self.record.victims.len() < MAX_VICTIMS {
+                    self.record.victims.push(victim);
+                }
+            }
+        }
+    }
+
+    /// Kills seen only as `oom_kill` counter growth: victims unknown until their record arrives.
+    fn add_unknown_kills(&mut self, kills: u64, at: &Stamp) {
+        if kills == 0 {
+            return;
+        }
+        self.new_kill = true;
+        self.record.oom_kills += kills;
+        let room = MAX_VICTIMS.saturating_sub(self.record.victims.len());
+        let unknown = OomVictim {
+            at: at.clone(),
+            pid: None,
+            comm: None,
+        };
+        let listed = usize::try_from(kills).unwrap_or(usize::MAX).min(room);
+        self.record
+            .victims
+            .extend(std::iter::repeat_n(unknown, listed));
+    }
+
+    fn outcome(&self) -> IncidentOutcome {
+        if let Some(victim) = self.record.victims.first() {
+            return IncidentOutcome::OomKilled {
+                pid: victim.pid,
+                comm: victim.comm.clone(),
+            };
+        }
+        let kind = self.record.kind;
+        if kind == IncidentKind::SoftOvershoot && self.record.high_events > 0 {
+            IncidentOutcome::Throttled
+        } else if self.record.reclaim.pages_reclaimed > 0 || kind == IncidentKind::LimitHit {
+            IncidentOutcome::RecoveredByReclaim
+        } else {
+            IncidentOutcome::Recovered
+        }
+    }
+
+    fn emit(&mut self, phase: IncidentPhase, at: &Stamp, top_n: usize) -> Record {
+        let rec = &mut self.record;
+        rec.at = at.clone();
+        rec.phase = phase;
+        let until = rec.end.as_ref().unwrap_or(at);
+        rec.duration_ns = until.mono_ns.saturating_sub(rec.start.mono_ns);
+        rec.reclaim.p99_latency_ns = self
+            .latencies
+            .quantile(0.99)
+            .min(rec.reclaim.max_latency_ns);
+        let mut tasks: Vec<IncidentTask> = self
+            .tasks
+            .iter()
+            .map(|(pid, t)| IncidentTask {
+                pid: *pid,
+                comm: t.comm.clone(),
+                rss_before_bytes: t.rss_before,
+                rss_peak_bytes: t.rss_peak,
+                rss_growth_bytes: t.rss_peak.saturating_sub(t.rss_before),
+                reclaims: t.reclaims,
+                reclaim_latency_ns: t.reclaim_latency_ns,
+            })
+            .filter(|t| t.rss_growth_bytes > 0 || t.reclaims > 0)
+            .collect();
+        tasks.sort_by(|a, b| {
+            (b.rss_growth_bytes, b.reclaims, a.pid).cmp(&(a.rss_growth_bytes, a.reclaims, b.pid))
+        });
+        tasks.truncate(top_n);
+        rec.top_tasks = tasks;
+        if let (Some(before), Some(peak)) = (&self.classes_before, &rec.peak) {
+            rec.grown_classes = classes_growth(before, &peak.classes);
+        }
+        self.samples_since_emit = 0;
+        self.new_kill = false;
+        self.last_emitted_peak = rec.peak.as_ref().map_or(0, |p| p.usage_bytes);
+        Record::Incident(rec.clone())
+    }
+
+    fn close(mut self, at: &Stamp, end: Stamp, outcome: IncidentOutcome, top_n: usize) -> Record {
+        self.record.end = Some(end);
+        self.record.outcome = Some(outcome);
+        self.emit(IncidentPhase::Close, at, top_n)
+    }
+}
+
+/// Per-sample facts shared by the incident kinds.
+struct Reading {
+    limit_hits: u64,
+    high_events: u64,
+    unexplained_kills: u64,
+    any_kills: bool,
+}
+
+impl Detector {
+    pub fn new(options: DetectorOptions) -> Self {
+        Detector {
+            options,
+            cgroups: BTreeMap::new(),
+            ids_by_path: HashMap::new(),
+        }
+    }
+
+    /// Consumes one record; returns the incident records it caused.
+    pub fn observe(&mut self, rec: &Record) -> Vec<Record> {
+        match rec {
+            Record::Sample(s) => return self.on_sample(s),
+            Record::Oom(o) => return self.on_oom(o),
+            Record::Reclaim(r) => {
+                let memcg = r.kind == "memcg";
+                let mut evidence_given = false;
+                self.for_lineage(&r.cgroup, |state| {
+                    if memcg && !evidence_given && state.last.as_ref().is_some_and(|l| l.near_hard)
+                    {
+                        state.memcg_reclaims_near_limit += 1;
+                        evidence_given = true;
+                    }
+                    state
+                        .incidents
+                        .iter_mut()
+                        .flatten()
+                        .for_each(|i| i.add_reclaim(r));
+                });
+            }
+            Record::ShrinkSlab(s) => self.for_lineage(&s.cgroup, |state| {
+                for inc in state.incidents.iter_mut().flatten() {
+                    let stats = &mut inc.record.shrink;
+                    let freed = u64::try_from(s.freed).unwrap_or(0);
+                    stats.count += 1;
+                    stats.scanned += s.total_scan;
+                    stats.freed += freed;
+                    stats.total_latency_ns += s.latency_ns;
+                    if s.shrinker.contains("super_cache_scan") {
+                        stats.dcache_count += 1;
+                        stats.dcache_freed += freed;
+                    }
+                }
+            }),
+            Record::Dentry(d) => self.for_lineage(&d.cgroup, |state| {
+                for inc in state.incidents.iter_mut().flatten() {
+                    inc.record.shrink.dentry_alloc_bytes += d.bytes;
+                }
+            }),
+            Record::Cgroup(c) if c.event == "mkdir" => self.learn_path(&c.cgroup),
+            Record::Cgroup(c) if c.event == "rmdir" => return self.on_rmdir(&c.cgroup, &c.at),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Closes every open incident with `still_open_at_exit` (pending ones are dropped).
+    pub fn finish(&mut self, at: Stamp) -> Vec<Record> {
+        let top_n = self.options.top_tasks;
+        let mut out = Vec::new();
+        for state in self.cgroups.values_mut() {
+            for slot in state.incidents.iter_mut() {
+                match slot.take() {
+                    Some(inc) if inc.opened => out.push(inc.close(
+                        &at,
+                        at.clone(),
+                        IncidentOutcome::StillOpenAtExit,
+                        top_n,
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    fn learn_path(&mut self, cgroup: &CgroupRef) {
+        if let Some(path) = &cgroup.cgroup {
+            let key = state_key(cgroup);
+            if self.ids_by_path.get(path) != Some(&key) {
+                self.ids_by_path.insert(path.clone(), key);
+            }
+        }
+    }
+
+    /// Ids of known cgroups at and above `cgroup`, nearest first.
+    fn lineage(&self, cgroup: &CgroupRef) -> Vec<u64> {
+        let (mut ids, key) = (Vec::new(), state_key(cgroup));
+        if self.cgroups.contains_key(&key) {
+            ids.push(key);
+        }
+        let known_path = self
+            .cgroups
+            .get(&key)
+            .and_then(|s| s.container.cgroup.as_deref());
+        if let Some(path) = cgroup.cgroup.as_deref().or(known_path) {
+            for ancestor in lineage_paths(path) {
+                match self.ids_by_path.get(ancestor) {
+                    Some(id) if !ids.contains(id) && self.cgroups.contains_key(id) => ids.push(*id),
+                    _ => {}
+                }
+            }
+        }
+        ids
+    }
+
+    fn for_lineage(&mut self, cgroup: &CgroupRef, mut each: impl FnMut(&mut CgroupState)) {
+        for id in self.lineage(cgroup) {
+            if let Some(state) = self.cgroups.get_mut(&id) {
+                each(state);
+            }
+        }
+    }
+
+    fn on_sample(&mut self, s: &SampleRecord) -> Vec<Record> {
+        self.learn_path(&s.cgroup);
+        let id = state_key(&s.cgroup);
+        let options = self.options;
+        let state = self
+            .cgroups
+            .entry(id)
+            .or_insert_with(|| CgroupState::new(&s.cgroup, s.identity.name.clone()));
+        state.container.cgroup.clone_from(&s.cgroup.cgroup);
+        state.container.name.clone_from(&s.identity.name);
+        let snap = &s.snapshot;
+        let prev = state.last.take();
+        let limit_hits_now = snap.events.get("max").copied().or(snap.failcnt);
+        let (high_now, kills_now) = (
+            snap.events.get("high").copied(),
+            snap.events.get("oom_kill").copied(),
+        );
+        let rose_to = match (
+            prev.as_ref().and_then(|p| p.max_usage),
+            snap.max_usage_bytes,
+        ) {
+            (Some(p), Some(n)) if n > p => n,
+            _ => 0,
+        };
+        let interval_peak = snap.usage_bytes.max(rose_to);
+        let near_hard = snap
+            .limits
+            .hard
+            .is_some_and(|h| interval_peak as f64 >= options.approach_ratio * h as f64);
+        let counter_kills = counter_delta(prev.as_ref().and_then(|p| p.oom_kills), kills_now);
+        let unexplained = counter_kills.saturating_sub(state.kills_recorded_since_sample);
+        let reading = Reading {
+            limit_hits: counter_delta(prev.as_ref().and_then(|p| p.limit_hits), limit_hits_now),
+            high_events: counter_delta(prev.as_ref().and_then(|p| p.high_events), high_now),
+            unexplained_kills: unexplained,
+            any_kills: counter_kills > 0 || state.kills_recorded_since_sample > 0,
+        };
+        let hit = reading.limit_hits > 0
+            || (limit_hits_now.is_none() && state.memcg_reclaims_near_limit > 0);
+        let over = |kind| limit_of(kind, snap).is_some_and(|limit| snap.usage_bytes > limit);
+        state.last = prev;
+        let near_or_over = near_hard || state.near_or_over_hard();
+        let mut out = Vec::new();
+        for kind in IncidentKind::ALL {
+            let active = match kind {
+                IncidentKind::HardOvershoot | IncidentKind::SoftOvershoot => over(kind),
+                IncidentKind::LimitHit => hit && near_hard,
+                IncidentKind::Oom => reading.any_kills,
+            };
+            let may_open = match kind {
+                IncidentKind::Oom => unexplained > 0 && near_or_over,
+                _ => active,
+            };
+            let slot = kind.index();
+            if state.incidents[slot].is_none() && may_open {
+                state.incidents[slot] = Some(Incident::new(kind, state, Some(snap.version), &s.at));
+            }
+            let Some(mut inc) = state.incidents[slot].take() else {
+                continue;
+            };
+            let before = state.last.as_ref().map_or(&[][..], |l| &l.top_tasks[..]);
+            inc.observe_tasks(&s.top_tasks, before);
+            inc.record.limit_hits += reading.limit_hits;
+            inc.record.high_events += reading.high_events;
+            inc.add_unknown_kills(reading.unexplained_kills, &s.at);
+            if active {
+                inc.record.samples += 1;
+                let limit = limit_of(kind, snap);
+                if inc
+                    .record
+                    .peak
+                    .as_ref()
+                    .is_none_or(|p| snap.usage_bytes > p.usage_bytes)
+                {
+                    inc.record.peak = Some(IncidentPeak {
+                        at: s.at.clone(),
+                        usage_bytes: snap.usage_bytes,
+                        limit_bytes: limit,
+                        excess_bytes: limit.map(|l| snap.usage_bytes as i64 - l as i64),
+                        classes: snap.classes(true),
+                    });
+                }
+                inc.classes_before.get_or_insert_with(|| snap.classes(true));
+                if inc.record.limit_file.is_none() {
+                    inc.record.limit_file = Some(limit_file(kind, snap.version).to_string());
+                }
+            }
+            state.incidents[slot] = Self::advance(inc, active, kind, &s.at, &options, &mut out);
+        }
+        // A victim's record arrives at most one interval late; older unknown kills stay unknown.
+        state.kills_without_victim = unexplained;
+        state.kills_recorded_since_sample = 0;
+        state.memcg_reclaims_near_limit = 0;
+        let before_tasks = state
+            .last
+            .as_ref()
+            .map(|l| l.top_tasks.clone())
+            .unwrap_or_default();
+        state.last = Some(LastSample {
+            at: s.at.clone(),
+            version: snap.version,
+            usage: snap.usage_bytes,
+            max_usage: snap.max_usage_bytes,
+            hard: snap.limits.hard,
+            limit_hits: limit_hits_now,
+            high_events: high_now,
+            oom_kills: kills_now,
+            classes: snap.classes(true),
+            top_tasks: s.top_tasks.clone(),
+            near_hard,
+        });
+        // Ancestors' incidents see this cgroup's tasks (top_tasks lists a cgroup's own procs).
+        for ancestor in self.lineage(&s.cgroup).into_iter().filter(|a| *a != id) {
+            if let Some(state) = self.cgroups.get_mut(&ancestor) {
+                for inc in state.incidents.iter_mut().flatten() {
+                    inc.observe_tasks(&s.top_tasks, &before_tasks);
+                }
+            }
+        }
+        out
+    }
+
+    /// Lifecycle after a sample: open once sustained, update when due, close once clear.
+    fn advance(
+        mut inc: Incident,
+        active: bool,
+        kind: IncidentKind,
+        at: &Stamp,
+        options: &DetectorOptions,
+        out: &mut Vec<Record>,
+    ) -> Option<Incident> {
+        let top_n = options.top_tasks;
+        if !active {
+            if !inc.opened {
+                return None;
+            }
+            inc.clear_run += 1;
+            let end = inc.clear_since.get_or_insert_with(|| at.clone()).clone();
+            if inc.clear_run >= options.clear_samples.max(1) {
+                let outcome = inc.outcome();
+                out.push(inc.close(at, end, outcome, top_n));
+                return None;
+            }
+        } else {
+            inc.active_samples += 1;
+            inc.clear_run = 0;
+            inc.clear_since = None;
+        }
+        inc.samples_since_emit += 1;
+        let sustain = if kind == IncidentKind::SoftOvershoot {
+            options.soft_sustain_samples
+        } else {
+            1
+        };
+        if !inc.opened {
+            if inc.active_samples >= sustain.max(1) {
+                inc.opened = true;
+                out.push(inc.emit(IncidentPhase::Open, at, top_n));
+            }
+            return Some(inc);
+        }
+        let peak = inc.record.peak.as_ref().map_or(0, |p| p.usage_bytes);
+        let peak_rose = peak
+            >= inc
+                .last_emitted_peak
+                .saturating_add(options.update_peak_step_bytes.max(1));
+        if peak_rose
+            || inc.new_kill
+            || inc.samples_since_emit >= options.update_every_samples.max(1)
+        {
+            out.push(inc.emit(IncidentPhase::Update, at, top_n));
+        }
+        Some(inc)
+    }
+
+    fn on_oom(&mut self, o: &OomRecord) -> Vec<Record> {
+        self.learn_path(&o.cgroup);
+        let lineage = self.lineage(&o.cgroup);
+        let pick = |test: &dyn Fn(&CgroupState) -> bool| {
+            lineage
+                .iter()
+                .copied()
+                .find(|id| self.cgroups.get(id).is_some_and(test))
+        };
+        let target = pick(&|s| s.near_or_over_hard())
+            .or_else(|| pick(&|s| s.last.as_ref().is_some_and(|l| l.hard.is_some())))
+            .unwrap_or(state_key(&o.cgroup));
+        let victim = OomVictim {
+            at: o.at.clone(),
+            pid: Some(o.victim_pid),
+            comm: Some(o.victim_comm.clone()),
+        };
+        // v2 propagates oom_kill to every ancestor: the record explains their counter growth too.
+        for id in lineage.iter().filter(|id| **id != target) {
+            if let Some(state) = self.cgroups.get_mut(id) {
+                Self::note_recorded_kill(state);
+                state
+                    .incidents
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|i| i.add_victim(victim.clone()));
+            }
+        }
+        let name = o
+            .cgroup
+            .cgroup
+            .as_deref()
+            .map_or_else(|| "unknown".to_string(), |p| identify(p).name);
+        let state = self
+            .cgroups
+            .entry(target)
+            .or_insert_with(|| CgroupState::new(&o.cgroup, name));
+        Self::note_recorded_kill(state);
+        for kind in [
+            IncidentKind::HardOvershoot,
+            IncidentKind::SoftOvershoot,
+            IncidentKind::LimitHit,
+        ] {
+            if let Some(inc) = state.incidents[kind.index()].as_mut() {
+                inc.add_victim(victim.clone());
+            }
+        }
+        let top_n = self.options.top_tasks;
+        let slot = IncidentKind::Oom.index();
+        let (phase, inc) = match state.incidents[slot].take() {
+            Some(inc) if inc.opened => (IncidentPhase::Update, inc),
+            _ => {
+                let version = state.last.as_ref().map(|l| l.version);
+                let mut inc = Incident::new(IncidentKind::Oom, state, version, &o.at);
+                if let Some(last) = &state.last {
+                    inc.seed_peak(last);
+                }
+                inc.opened = true;
+                (IncidentPhase::Open, inc)
+            }
+        };
+        let mut inc = inc;
+        inc.add_victim(victim);
+        let out = vec![inc.emit(phase, &o.at, top_n)];
+        state.incidents[slot] = Some(inc);
+        out
+    }
+
+    fn note_recorded_kill(state: &mut CgroupState) {
+        if state.kills_without_victim > 0 {
+            state.kills_without_victim -= 1;
+        } else {
+            state.kills_recorded_since_sample += 1;
+        }
+    }
+
+    fn on_rmdir(&mut self, cgroup: &CgroupRef, at: &Stamp) -> Vec<Record> {
+        let top_n = self.options.top_tasks;
+        let key = state_key(cgroup);
+        let Some(mut state) = self.cgroups.remove(&key) else {
+            return Vec::new();
+        };
+        if let Some(path) = &state.container.cgroup {
+            if self.ids_by_path.get(path) == Some(&key) {
+                self.ids_by_path.remove(path);
+            }
+        }
+        let mut out = Vec::new();
+        for inc in state
+            .incidents
+            .iter_mut()
+            .filter_map(Option::take)
+            .filter(|i| i.opened)
+        {
+            let outcome = match inc.outcome() {
+                killed @ IncidentOutcome::OomKilled { .. } => killed,
+                _ => IncidentOutcome::CgroupRemoved,
+            };
+            out.push(inc.close(at, at.clone(), outcome, top_n));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "detector_tests.rs"]
+pub(crate) mod tests;

@@ -56,6 +56,14 @@ enum Command {
     },
     /// Print what this kernel offers and how each probe would be served.
     Check,
+    /// Rebuild the incidents of a recording (`tracer run --output FILE`) and explain them.
+    Diagnose {
+        /// The NDJSON recording.
+        file: PathBuf,
+        /// Also write report.html, report.md and one SVG timeline per incident here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -101,6 +109,12 @@ fn main() -> Result<()> {
             runtime.block_on(agent::run(opts))
         }
         Command::Check => check(),
+        Command::Diagnose { file, report } => {
+            let summary = tracer::diagnose::diagnose(&file, report.as_deref())
+                .with_context(|| format!("diagnosing {}", file.display()))?;
+            print!("{}", tracer::diagnose::render_summary(&summary));
+            Ok(())
+        }
     }
 }
 
