@@ -189,6 +189,17 @@ impl TestCgroup {
     }
 }
 
+impl TestCgroup {
+    /// Kills and reaps every task this test started in the cgroup (by pid, nothing else).
+    pub fn kill_tasks(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         for child in &mut self.children {
@@ -234,7 +245,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -285,6 +298,19 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+
+    /// Like [`Agent::stop`], keeping a copy of the recording at `dest` (the agent's own
+    /// temporary directory goes away with it).
+    pub fn stop_saving(mut self, dest: &Path) -> Result<Vec<Value>> {
+        let output = self.output.clone();
+        // Take the directory out so it outlives `stop` until the copy is made.
+        let dir = std::mem::replace(&mut self._dir, TempDir(PathBuf::new()));
+        let records = self.stop()?;
+        std::fs::copy(&output, dest)
+            .with_context(|| format!("copying the recording to {}", dest.display()))?;
+        drop(dir);
+        Ok(records)
     }
 
     /// Stops the agent with SIGINT and returns the whole stream (ending with `stop`).
@@ -349,4 +375,143 @@ pub fn has_tracepoint(category: &str, name: &str) -> bool {
                 .join(name)
                 .exists()
         })
+}
+
+// ---- Helpers for the probe-family and attribution tests ----
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the records' `mono_ns` (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Parses a flat keyed cgroup file (`memory.stat`, `memory.events`): `key value` lines.
+pub fn parse_keyed(text: &str) -> std::collections::BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+impl TestCgroup {
+    /// Runs `cmd` inside this cgroup to completion; returns its pid and exit status.
+    pub fn run_with_pid(&mut self, cmd: Command) -> Result<(u32, std::process::ExitStatus)> {
+        let pid = self.spawn(cmd)?;
+        let status = self.wait(pid)?;
+        Ok((pid, status))
+    }
+
+    /// Waits for a workload started with [`TestCgroup::spawn`].
+    pub fn wait(&mut self, pid: u32) -> Result<std::process::ExitStatus> {
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .with_context(|| format!("pid {pid} is not a workload of this cgroup"))?;
+        let mut child = self.children.remove(index);
+        child.wait().context("waiting for the workload")
+    }
+
+    /// memory.stat as a map.
+    pub fn memory_stat(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        Ok(parse_keyed(&self.read("memory.stat")?))
+    }
+
+    /// Usage: v1 memory.usage_in_bytes, v2 memory.current.
+    pub fn usage(&self) -> Result<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.usage_in_bytes",
+            Version::V2 => "memory.current",
+        };
+        let text = self.read(file)?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("parsing {file}: {text:?}"))
+    }
+}
+
+impl Agent {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the agent has finished a sample tick stamped after `mono_ns` (a `sample` or
+    /// `summary` record of `cgroup_id`, written at the end of the tick): every stat and dentry
+    /// change made before `mono_ns` is in the stream by then. The cgroup must have usage > 0
+    /// (idle empty cgroups get neither record).
+    pub fn wait_for_tick_after(&self, cgroup_id: u64, mono_ns: u64, timeout: Duration) -> bool {
+        self.wait_for(timeout, |r| {
+            (r["type"] == "sample" || r["type"] == "summary")
+                && r["cgroup_id"] == cgroup_id
+                && r["mono_ns"].as_u64().is_some_and(|t| t > mono_ns)
+        })
+    }
+}
+
+/// Waits until `path` exists (a workload's ready marker); false on timeout.
+pub fn wait_for_file(path: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The `start` record's status of `probe` (e.g. `memcg:mod_memcg_lruvec_state`).
+pub fn probe_status<'a>(records: &'a [Value], probe: &str) -> Option<&'a Value> {
+    let start = records.iter().find(|r| r["type"] == "start")?;
+    start["probes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["probe"] == probe)
+}
+
+/// Whether `probe` is served by a kernel program on this host (tp_btf or tracepoint).
+pub fn probe_traced(records: &[Value], probe: &str) -> bool {
+    probe_status(records, probe).is_some_and(|p| p["via"] == "tp_btf" || p["via"] == "tracepoint")
+}
+
+/// `stat` records of cgroup `id` for kernel item `item`, in stream order.
+pub fn stat_records<'a>(records: &'a [Value], id: u64, item: &str) -> Vec<&'a Value> {
+    of_type_in(records, "stat", id)
+        .into_iter()
+        .filter(|r| r["item"] == item)
+        .collect()
+}
+
+/// Sum of the `delta`s (pages, bytes or events, per the item's unit) of `item` for cgroup `id`
+/// over the records stamped at or before `until_mono_ns`.
+pub fn stat_delta_until(records: &[Value], id: u64, item: &str, until_mono_ns: u64) -> i64 {
+    stat_records(records, id, item)
+        .iter()
+        .filter(|r| r["mono_ns"].as_u64().unwrap_or(u64::MAX) <= until_mono_ns)
+        .map(|r| r["delta"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Highest running total of `item`'s deltas for cgroup `id` over the stream: for a cgroup that
+/// was empty when the agent started, the item's peak value as seen at the sample ticks.
+pub fn stat_running_peak(records: &[Value], id: u64, item: &str) -> i64 {
+    let mut total = 0i64;
+    let mut peak = 0i64;
+    for r in stat_records(records, id, item) {
+        total += r["delta"].as_i64().unwrap_or(0);
+        peak = peak.max(total);
+    }
+    peak
+}
+
+/// The last `loss` record of a stream (the exact one, written after the final drain).
+pub fn final_loss(records: &[Value]) -> Option<&Value> {
+    records.iter().rev().find(|r| r["type"] == "loss")
 }

@@ -63,6 +63,9 @@ enum Command {
         /// Also write report.html, report.md and one SVG timeline per incident here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Print the result as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -109,10 +112,17 @@ fn main() -> Result<()> {
             runtime.block_on(agent::run(opts))
         }
         Command::Check => check(),
-        Command::Diagnose { file, report } => {
+        Command::Diagnose { file, report, json } => {
             let summary = tracer::diagnose::diagnose(&file, report.as_deref())
                 .with_context(|| format!("diagnosing {}", file.display()))?;
-            print!("{}", tracer::diagnose::render_summary(&summary));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&summary).context("serialising the result")?
+                );
+            } else {
+                print!("{}", tracer::diagnose::render_summary(&summary));
+            }
             Ok(())
         }
     }
