@@ -37,9 +37,16 @@ pub fn workload_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    let deps = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let profile = deps.parent().map(Path::to_path_buf).unwrap_or_default();
-    profile.join("workload")
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Binaries of the package sit beside it; test executables one level down, in deps/.
+    let beside = dir.join("workload");
+    if beside.exists() {
+        return beside;
+    }
+    dir.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+        .join("workload")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -388,8 +388,18 @@ fn drain(
     sampler: &mut Sampler,
 ) -> Result<()> {
     let mut limited = Vec::new();
+    let mut created = Vec::new();
     while let Some(item) = ring.next() {
         if let Some(rec) = pipeline.on_ring_record(&item) {
+            // A new cgroup gets a baseline sample at once, so its first limit hit (failcnt /
+            // memory.events max growth) is seen as growth even before the next tick.
+            if let Record::Cgroup(c) = &rec {
+                if c.event == "mkdir" {
+                    if let Some(path) = &c.cgroup.cgroup {
+                        created.push(path.clone());
+                    }
+                }
+            }
             if let Record::Reclaim(r) = &rec {
                 if r.kind == "memcg" {
                     if !adaptive.is_full() {
@@ -406,6 +416,11 @@ fn drain(
                 }
             }
             sink.emit(&rec)?;
+        }
+    }
+    for path in &created {
+        if let Some(s) = sampler.sample_new(pipeline.clock(), monotonic_ns(), path) {
+            sink.emit(&Record::Sample(s.record))?;
         }
     }
     if !limited.is_empty() {
@@ -569,6 +584,19 @@ impl Sampler {
             }
         }
         out
+    }
+
+    /// Baseline sample of a cgroup just created (not rate limited: one per mkdir).
+    pub fn sample_new(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
+        if let Some(only) = &self.only {
+            if !rel.starts_with(only.as_str()) {
+                return None;
+            }
+        }
+        let s = self.sample_one(clock, now, rel, false)?;
+        self.last_hits
+            .insert(rel.to_string(), limit_hit_count(&s.record.snapshot));
+        Some(s)
     }
 
     fn sample_one(&self, clock: &Clock, now: u64, rel: &str, skip_idle: bool) -> Option<Sampled> {

@@ -113,8 +113,8 @@ impl ItemNames {
 ///
 /// Even the byte-sized items (`*_B`, e.g. NR_SLAB_RECLAIMABLE_B, MEMCG_PERCPU_B) arrive in pages:
 /// the kernel converts `val` with `memcg_state_val_in_pages()` before the tracepoint, which
-/// rounds every non-zero sub-page change to at least one page. Slab deltas from the tracepoints
-/// are therefore coarse (see docs/accuracy.md); exact slab bytes come from memory.stat.
+/// truncates to whole pages and rounds only sub-page changes up to one page. Slab deltas from
+/// the tracepoints are therefore approximate (docs/records.md, "Precision").
 pub fn unit_of(family: StatFamily, _name: &str) -> Unit {
     match family {
         StatFamily::Events => Unit::Events,

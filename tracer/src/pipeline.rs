@@ -45,6 +45,7 @@ pub struct Pipeline {
     generation: u64,
     received: BTreeMap<u32, u64>,
     decode_errors: u64,
+    other_hierarchy: u64,
     stat_prev: HashMap<StatKey, StatValue>,
     dentry_prev: HashMap<u64, DentryValue>,
     last_totals_mono: Option<u64>,
@@ -70,6 +71,7 @@ impl Pipeline {
             generation: 0,
             received: BTreeMap::new(),
             decode_errors: 0,
+            other_hierarchy: 0,
             stat_prev: HashMap::new(),
             dentry_prev: HashMap::new(),
             last_totals_mono: None,
@@ -189,6 +191,7 @@ impl Pipeline {
             }
             KernelEvent::CgroupMkdir(ev) | KernelEvent::CgroupRmdir(ev) => {
                 if ev.hierarchy_id != self.config.memory_hierarchy_id {
+                    self.other_hierarchy += 1;
                     return None;
                 }
                 let mkdir = matches!(event, KernelEvent::CgroupMkdir(_));
@@ -351,6 +354,7 @@ impl Pipeline {
             );
         }
         rec.decode_errors = self.decode_errors;
+        rec.lifecycle_other_hierarchy = self.other_hierarchy;
         rec.stat_map_full = counters[Counter::StatMapFull as usize];
         rec.dentry_map_full = counters[Counter::DentryMapFull as usize];
         rec.pairing_store_failed = counters[Counter::PairingStoreFailed as usize];

@@ -307,6 +307,8 @@ pub struct LossRecord {
     pub reclaim_missing_begin: u64,
     pub shrink_missing_start: u64,
     pub self_filtered: u64,
+    /// cgroup lifecycle events of other hierarchies (v1 cpu, pids, ...): received, not recorded.
+    pub lifecycle_other_hierarchy: u64,
 }
 
 impl LossRecord {

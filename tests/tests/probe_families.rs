@@ -1,0 +1,631 @@
+//! Kernel side: every probe family, driven by a deterministic workload in the test's own memcg,
+//! must produce records attributed to that memcg (id and path).
+use std::{os::unix::process::ExitStatusExt, path::Path, time::Duration};
+
+use integration_tests::*;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const WAIT: Duration = Duration::from_secs(15);
+const LRUVEC: &str = "memcg:mod_memcg_lruvec_state";
+const EVENTS: &str = "memcg:count_memcg_events";
+
+fn page_size() -> i64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as i64
+    } else {
+        4096
+    }
+}
+
+/// Every record that names a cgroup with `id` must name it by the test cgroup's path.
+fn assert_paths(records: &[Value], id: u64, rel: &str) {
+    for r in records.iter().filter(|r| r["cgroup_id"] == id) {
+        assert_eq!(r["cgroup"], rel, "record attributed to the wrong path: {r}");
+    }
+}
+
+fn mono(r: &Value) -> u64 {
+    r["mono_ns"].as_u64().expect("record has mono_ns")
+}
+
+/// Largest memory one anonymous write fault can map here (THP and mTHP sizes set to
+/// `always`), so fault counts can be bounded from below on any kernel configuration.
+fn max_anon_fault_bytes() -> i64 {
+    let thp = Path::new("/sys/kernel/mm/transparent_hugepage");
+    let always = |file: &Path| std::fs::read_to_string(file).is_ok_and(|s| s.contains("[always]"));
+    let top_always = always(&thp.join("enabled"));
+    let mut largest = page_size();
+    if top_always {
+        largest = largest.max(2 * MIB as i64);
+    }
+    for entry in std::fs::read_dir(thp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(kib) = name
+            .strip_prefix("hugepages-")
+            .and_then(|n| n.strip_suffix("kB"))
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let setting = std::fs::read_to_string(entry.path().join("enabled")).unwrap_or_default();
+        if setting.contains("[always]") || (setting.contains("[inherit]") && top_always) {
+            largest = largest.max(kib * 1024);
+        }
+    }
+    largest
+}
+
+/// An anonymous allocation held in the memcg: NR_ANON_MAPPED rises by the allocation (the
+/// running total of the per-tick deltas peaks at it while the memory is held), falls back to
+/// exactly 0 once the workload has exited, and the faults show up as PGFAULT events.
+#[test]
+fn anonymous_allocation_is_attributed() {
+    let test = "anonymous_allocation_is_attributed";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("anon", Some(256 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cg.rel,
+        "--full-tracing",
+        "--interval-ms",
+        "200",
+    ])
+    .expect("agent starts");
+    if !probe_traced(&agent.records_so_far(), LRUVEC) {
+        skip(
+            test,
+            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
+        );
+        return;
+    }
+    let id = cg.id();
+    let scratch = TempDir::new("anon").expect("scratch dir");
+    let marker = scratch.0.join("ready");
+    let pid = cg
+        .spawn(workload(&["anon-hold", "48", marker.to_str().unwrap()]))
+        .expect("start the anon workload");
+    assert!(
+        wait_for_file(&marker, WAIT),
+        "anon workload never became ready"
+    );
+    // A tick while the memory is held, so the running total reaches the peak.
+    assert!(
+        agent.wait_for_tick_after(id, monotonic_ns(), WAIT),
+        "no sample tick while the anon memory was held"
+    );
+    std::fs::remove_file(&marker).expect("release the anon workload");
+    let status = cg.wait(pid).expect("anon workload exits");
+    assert!(status.success(), "anon workload failed: {status}");
+    // Stopping reads the maps a last time: the frees at exit are in the stream.
+    let records = agent.stop().expect("agent stops cleanly");
+    assert_paths(&records, id, &cg.rel);
+
+    let anon_records = stat_records(&records, id, "NR_ANON_MAPPED");
+    assert!(
+        !anon_records.is_empty(),
+        "no NR_ANON_MAPPED record for cgroup {id}"
+    );
+    for r in &anon_records {
+        assert_eq!(r["family"], "lruvec_state", "{r}");
+        assert_eq!(r["unit"], "pages", "{r}");
+        assert_eq!(
+            r["delta_bytes"],
+            r["delta"].as_i64().unwrap() * page_size(),
+            "{r}"
+        );
+    }
+    let pages = 48 * MIB as i64 / page_size();
+    let peak = stat_running_peak(&records, id, "NR_ANON_MAPPED");
+    let last = stat_delta_until(&records, id, "NR_ANON_MAPPED", u64::MAX);
+    eprintln!("anon: NR_ANON_MAPPED peak {peak} pages, net after exit {last} (48 MiB = {pages})");
+    // Slack above: the workload's own heap, stack and libc data.
+    assert!(
+        peak >= pages && peak <= pages + 4 * MIB as i64 / page_size(),
+        "NR_ANON_MAPPED peaked at {peak} pages for a 48 MiB ({pages} pages) allocation"
+    );
+    assert_eq!(last, 0, "anon pages left mapped after the workload exited");
+
+    if probe_traced(&records, EVENTS) {
+        let faults = stat_delta_until(&records, id, "PGFAULT", u64::MAX);
+        let least = 48 * MIB as i64 / max_anon_fault_bytes();
+        eprintln!("anon: {faults} PGFAULT events (at least {least} expected)");
+        assert!(
+            faults >= least,
+            "{faults} page faults for 48 MiB, expected >= {least}"
+        );
+    } else {
+        skip(test, "PGFAULT part: memcg:count_memcg_events is not traced");
+    }
+}
+
+/// Page-cache writes: NR_FILE_PAGES of the memcg rises by the file's size and stays (the cache
+/// stays charged after the writer exits).
+#[test]
+fn page_cache_writes_are_attributed() {
+    let test = "page_cache_writes_are_attributed";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("file", Some(256 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cg.rel,
+        "--full-tracing",
+        "--interval-ms",
+        "200",
+    ])
+    .expect("agent starts");
+    if !probe_traced(&agent.records_so_far(), LRUVEC) {
+        skip(
+            test,
+            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
+        );
+        return;
+    }
+    let id = cg.id();
+    let scratch = TempDir::new("file").expect("scratch dir");
+    let file = scratch.0.join("cache.bin");
+    let status = cg
+        .run(workload(&["file", file.to_str().unwrap(), "64"]))
+        .expect("run the page-cache workload");
+    assert!(status.success(), "page-cache workload failed: {status}");
+    let records = agent.stop().expect("agent stops cleanly");
+    assert_paths(&records, id, &cg.rel);
+
+    let pages = 64 * MIB as i64 / page_size();
+    let net = stat_delta_until(&records, id, "NR_FILE_PAGES", u64::MAX);
+    eprintln!("file: NR_FILE_PAGES +{net} pages (64 MiB = {pages})");
+    // Slack above: directory and metadata blocks read or written on the workload's behalf.
+    assert!(
+        net >= pages && net <= pages + 4 * MIB as i64 / page_size(),
+        "NR_FILE_PAGES grew by {net} pages for a 64 MiB ({pages} pages) file"
+    );
+    drop(scratch);
+}
+
+/// Dentry churn: the dentry-cache allocations of 20000 new files are counted for the memcg.
+#[test]
+fn dentry_allocations_are_attributed() {
+    let test = "dentry_allocations_are_attributed";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("dentry", Some(256 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cg.rel,
+        "--full-tracing",
+        "--interval-ms",
+        "200",
+    ])
+    .expect("agent starts");
+    if !probe_traced(&agent.records_so_far(), "kmem:kmem_cache_alloc") {
+        skip(
+            test,
+            "kmem:kmem_cache_alloc (dentry cache) is not traced on this kernel",
+        );
+        return;
+    }
+    let id = cg.id();
+    let scratch = TempDir::new("dentry").expect("scratch dir");
+    let dir = scratch.0.join("entries");
+    let status = cg
+        .run(workload(&["dentry", dir.to_str().unwrap(), "20000"]))
+        .expect("run the dentry workload");
+    assert!(status.success(), "dentry workload failed: {status}");
+    let records = agent.stop().expect("agent stops cleanly");
+    // The agent is gone: remove the 20000 files now.
+    drop(scratch);
+    assert_paths(&records, id, &cg.rel);
+
+    let dentries = of_type_in(&records, "dentry", id);
+    let allocs: u64 = dentries.iter().map(|r| r["allocs"].as_u64().unwrap()).sum();
+    eprintln!("dentry: {allocs} allocations in {} records", dentries.len());
+    // Lower bound only: path lookups of the workload's own start-up allocate dentries too.
+    assert!(
+        allocs >= 20_000,
+        "{allocs} dentry allocations for 20000 new files"
+    );
+    // One slab cache, one object size: every record's bytes are allocs x that size.
+    let sizes: Vec<u64> = dentries
+        .iter()
+        .map(|r| {
+            let (n, bytes) = (r["allocs"].as_u64().unwrap(), r["bytes"].as_u64().unwrap());
+            assert!(
+                n > 0 && bytes % n == 0,
+                "bytes not a multiple of allocs: {r}"
+            );
+            bytes / n
+        })
+        .collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] == w[1]) && sizes[0] >= 64,
+        "dentry object sizes differ or are implausible: {sizes:?}"
+    );
+}
+
+/// A memcg OOM kill: the hog in a 32 MiB memcg (no swap) is the victim, the `oom` record names
+/// it and the memcg, and memcg reclaim ran in the memcg before the kill.
+#[test]
+fn memcg_oom_kill_is_attributed() {
+    let test = "memcg_oom_kill_is_attributed";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("oom", Some(32 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&["--cgroup", &cg.rel, "--interval-ms", "200"]).expect("agent starts");
+    let id = cg.id();
+    let (pid, status) = cg.run_with_pid(workload(&["hog"])).expect("run the hog");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "hog was not OOM-killed: {status}"
+    );
+    assert!(
+        agent.wait_for(WAIT, |r| r["type"] == "oom" && r["victim_pid"] == pid),
+        "no oom record for victim {pid}"
+    );
+    let records = agent.stop().expect("agent stops cleanly");
+    assert_paths(&records, id, &cg.rel);
+
+    let oom = records
+        .iter()
+        .find(|r| r["type"] == "oom" && r["victim_pid"] == pid)
+        .unwrap();
+    assert_eq!(
+        oom["cgroup_id"], id,
+        "oom attributed to the wrong memcg: {oom}"
+    );
+    assert_eq!(oom["cgroup"], cg.rel.as_str(), "{oom}");
+    assert_eq!(oom["victim_comm"], "workload", "{oom}");
+    assert_eq!(
+        oom["trigger"]["pid"], pid,
+        "the hog's own charge ran the OOM killer: {oom}"
+    );
+    let anon_kib = oom["anon_rss_kb"].as_u64().unwrap();
+    assert!(
+        (16 * 1024..=32 * 1024).contains(&anon_kib),
+        "victim anon rss {anon_kib} KiB in a 32 MiB memcg"
+    );
+    let reclaims_before: Vec<_> = of_type_in(&records, "reclaim", id)
+        .into_iter()
+        .filter(|r| r["kind"] == "memcg" && mono(r) < mono(oom))
+        .collect();
+    assert!(
+        !reclaims_before.is_empty(),
+        "no memcg reclaim before the OOM kill"
+    );
+    assert!(
+        reclaims_before.iter().all(|r| r["pid"] == pid),
+        "reclaim ran in another task's context: {reclaims_before:?}"
+    );
+    let oom_kills: u64 = of_type_in(&records, "summary", id)
+        .iter()
+        .map(|s| s["oom_kills"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(oom_kills, 1, "summaries count the OOM kill once");
+}
+
+/// Slab shrinking under memcg pressure: negative dentries (unpinned, on the memcg's dcache LRU
+/// on any filesystem) are created in a small memcg, then a hog forces memcg reclaim, which runs
+/// the memcg-aware shrinkers (super_cache_scan for the dcache/icache) in the hog's context
+/// before the OOM kill.
+#[test]
+fn slab_shrinking_is_attributed() {
+    let test = "slab_shrinking_is_attributed";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("shrink", Some(48 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&["--cgroup", &cg.rel, "--interval-ms", "200"]).expect("agent starts");
+    if !probe_traced(&agent.records_so_far(), "vmscan:mm_shrink_slab_end") {
+        skip(
+            test,
+            "vmscan:mm_shrink_slab_start/end are not traced on this kernel",
+        );
+        return;
+    }
+    let id = cg.id();
+    let scratch = TempDir::new("shrink").expect("scratch dir");
+    let dir = scratch.0.join("lookups");
+    let status = cg
+        .run(workload(&["negdentry", dir.to_str().unwrap(), "50000"]))
+        .expect("run the negative-dentry workload");
+    assert!(
+        status.success(),
+        "negative-dentry workload failed: {status}"
+    );
+    let (pid, status) = cg.run_with_pid(workload(&["hog"])).expect("run the hog");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "hog was not OOM-killed: {status}"
+    );
+    let records = agent.stop().expect("agent stops cleanly");
+    drop(scratch);
+    assert_paths(&records, id, &cg.rel);
+
+    let shrinks = of_type_in(&records, "shrink_slab", id);
+    let by_hog: Vec<_> = shrinks.iter().filter(|r| r["pid"] == pid).collect();
+    let names: std::collections::BTreeSet<_> = shrinks
+        .iter()
+        .filter_map(|r| r["shrinker"].as_str())
+        .collect();
+    let freed: i64 = shrinks
+        .iter()
+        .map(|r| r["freed"].as_i64().unwrap_or(0))
+        .sum();
+    eprintln!(
+        "shrink_slab: {} records ({} by the hog), shrinkers {names:?}, {freed} objects freed",
+        shrinks.len(),
+        by_hog.len()
+    );
+    assert!(
+        !by_hog.is_empty(),
+        "no shrink_slab record in the hog's memcg reclaim"
+    );
+    for r in &shrinks {
+        assert!(
+            r["freed"].as_i64().unwrap() >= 0,
+            "negative freed count: {r}"
+        );
+        if r["missing_start"] == false {
+            assert!(r["nid"].as_i64().unwrap() >= 0, "start fields missing: {r}");
+            assert!(
+                r["cache_items"].as_u64().unwrap() > 0,
+                "shrinker had nothing: {r}"
+            );
+            assert!(r["shrinker"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+        }
+    }
+    assert!(
+        shrinks.iter().any(|r| r["missing_start"] == false),
+        "no shrink_slab record with its start joined: {shrinks:?}"
+    );
+}
+
+/// cgroup lifecycle: a child created and removed under the test cgroup while the agent runs
+/// gives a `mkdir` then an `rmdir` record with its id, path and level.
+#[test]
+fn cgroup_lifecycle_is_recorded() {
+    let test = "cgroup_lifecycle_is_recorded";
+    let Some(_) = preconditions(test) else { return };
+    let cg = TestCgroup::create("life", None).expect("create test cgroup");
+    let agent = Agent::start(&["--cgroup", &cg.rel, "--interval-ms", "200"]).expect("agent starts");
+    let child = cg.dir.join("child");
+    std::fs::create_dir(&child).expect("mkdir child cgroup");
+    let child_id = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&child).expect("stat child").ino()
+    };
+    std::fs::remove_dir(&child).expect("rmdir child cgroup");
+    assert!(
+        agent.wait_for(WAIT, |r| r["type"] == "cgroup"
+            && r["event"] == "rmdir"
+            && r["cgroup_id"] == child_id),
+        "no rmdir record for the child cgroup"
+    );
+    let records = agent.stop().expect("agent stops cleanly");
+
+    let path = format!("{}/child", cg.rel);
+    let events = of_type_in(&records, "cgroup", child_id);
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["mkdir", "rmdir"],
+        "lifecycle of the child: {events:?}"
+    );
+    for r in &events {
+        assert_eq!(r["cgroup"], path.as_str(), "{r}");
+        assert_eq!(r["level"], 2, "root is level 0, the test cgroup 1: {r}");
+        assert_eq!(r["identity"]["name"], path.as_str(), "{r}");
+    }
+    assert!(
+        mono(events[0]) <= mono(events[1]),
+        "rmdir before mkdir: {events:?}"
+    );
+}
+
+/// Loss accounting: a 4 KiB ring, a reader that stalls 200 ms after each drain and a burst of
+/// 3000 child mkdir/rmdir pairs overflow the ring for sure. The final `loss` record (written
+/// after the probes are detached and the ring drained) must balance for every kind, show the
+/// drops, and the stream must hold exactly the lifecycle events the agent received.
+#[test]
+fn ring_overflow_is_counted_exactly() {
+    let test = "ring_overflow_is_counted_exactly";
+    let Some(_) = preconditions(test) else { return };
+    let cg = TestCgroup::create("loss", None).expect("create test cgroup");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cg.rel,
+        "--interval-ms",
+        "200",
+        "--ring-kib",
+        "4",
+        "--stall-reader-ms",
+        "200",
+    ])
+    .expect("agent starts");
+    const CHILDREN: usize = 3000;
+    for i in 0..CHILDREN {
+        let child = cg.dir.join(format!("c{i}"));
+        std::fs::create_dir(&child).expect("mkdir child cgroup");
+        std::fs::remove_dir(&child).expect("rmdir child cgroup");
+    }
+    let records = agent.stop().expect("agent stops cleanly");
+
+    let loss = final_loss(&records).expect("a loss record");
+    let count = |field: &str, kind: &str| loss[field][kind].as_u64().unwrap_or(0);
+    let kinds: Vec<&str> = loss["produced"]
+        .as_object()
+        .expect("produced counts")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for kind in &kinds {
+        let (produced, received, dropped) = (
+            count("produced", kind),
+            count("received", kind),
+            count("dropped", kind),
+        );
+        assert_eq!(
+            received + dropped,
+            produced,
+            "{kind}: received {received} + dropped {dropped} != produced {produced}"
+        );
+    }
+    let mkdir_dropped = count("dropped", "cgroup_mkdir");
+    let rmdir_dropped = count("dropped", "cgroup_rmdir");
+    let produced = count("produced", "cgroup_mkdir") + count("produced", "cgroup_rmdir");
+    let received = count("received", "cgroup_mkdir") + count("received", "cgroup_rmdir");
+    eprintln!(
+        "loss: lifecycle produced {produced}, received {received}, dropped {} (mkdir {mkdir_dropped}, rmdir {rmdir_dropped})",
+        mkdir_dropped + rmdir_dropped
+    );
+    assert!(
+        produced >= 2 * CHILDREN as u64,
+        "only {produced} lifecycle events produced"
+    );
+    assert!(
+        mkdir_dropped > 0 && rmdir_dropped > 0,
+        "the flood did not overflow the ring: {loss}"
+    );
+
+    let prefix = format!("{}/c", cg.rel);
+    let lifecycle: Vec<_> = records.iter().filter(|r| r["type"] == "cgroup").collect();
+    let of_children = lifecycle
+        .iter()
+        .filter(|r| r["cgroup"].as_str().is_some_and(|p| p.starts_with(&prefix)))
+        .count() as u64;
+    // Every lifecycle event the agent read became a record: the children's, plus those of any
+    // cgroup created elsewhere meanwhile (none when the tests run one at a time). Events of other
+    // v1 hierarchies would be read and ignored uncounted; nothing creates cgroups there.
+    let others = lifecycle.len() as u64 - of_children;
+    eprintln!("loss: {of_children} lifecycle records of the children, {others} of other cgroups");
+    assert!(
+        of_children > 0,
+        "no lifecycle record of the test's children"
+    );
+    assert_eq!(
+        of_children + others,
+        received,
+        "lifecycle records in the stream vs lifecycle events received"
+    );
+}
+
+/// Adaptive tracing (default mode): the per-page probes attach (`mode` full) when the memcg
+/// nears its limit, and detach (`mode` sampled) after the usage has stayed low for the
+/// 5-sample cooldown. Anonymous memory drives it: it is charged and released the same way on
+/// every kernel and filesystem (page cache on a VM's initramfs is not reclaimable).
+#[test]
+fn adaptive_tracing_switches_on_near_the_limit_and_back() {
+    let test = "adaptive_tracing_switches_on_near_the_limit_and_back";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("adapt", Some(64 * MIB)).expect("create test cgroup");
+    let agent = Agent::start(&["--cgroup", &cg.rel, "--interval-ms", "200"]).expect("agent starts");
+    let start = agent.records_so_far();
+    if let Some(status) = probe_status(&start, LRUVEC) {
+        assert_eq!(
+            status["attached"], false,
+            "per-page probe attached at start: {status}"
+        );
+    }
+    let id = cg.id();
+    let scratch = TempDir::new("adapt").expect("scratch dir");
+    let marker = scratch.0.join("ready");
+    // 60 of 64 MiB: above the 90 % high watermark, below the limit (no OOM).
+    let pid = cg
+        .spawn(workload(&["anon-hold", "60", marker.to_str().unwrap()]))
+        .expect("start the anon workload");
+    assert!(
+        wait_for_file(&marker, WAIT),
+        "anon workload never became ready"
+    );
+    let went_full = agent.wait_for(WAIT, |r| r["type"] == "mode" && r["mode"] == "full");
+    let usage = cg.usage().unwrap_or(0);
+    std::fs::remove_file(&marker).expect("release the anon workload");
+    let status = cg.wait(pid).expect("anon workload exits");
+    let released = monotonic_ns();
+    assert!(status.success(), "anon workload failed: {status}");
+    assert!(
+        went_full,
+        "no switch to full tracing at usage {usage} of a 64 MiB limit"
+    );
+    let went_back = agent.wait_for(WAIT, |r| r["type"] == "mode" && r["mode"] == "sampled");
+    let records = agent.stop().expect("agent stops cleanly");
+    assert!(
+        went_back,
+        "no switch back to sampled after the memcg emptied"
+    );
+
+    let modes: Vec<_> = records.iter().filter(|r| r["type"] == "mode").collect();
+    let kinds: Vec<_> = modes.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["full", "sampled"], "mode switches: {modes:?}");
+    let (full, sampled) = (modes[0], modes[1]);
+    assert!(
+        full["reason"].as_str().unwrap().contains(&cg.rel),
+        "the switch names the memcg near its limit: {full}"
+    );
+    assert!(
+        full["probes"].as_array().is_some_and(|p| !p.is_empty()),
+        "the switch lists the probes it attached: {full}"
+    );
+    // Hysteresis: the switch back comes only after the memory was released, with the
+    // cooldown in its reason, and no sample after the last warm one (>= 80 % of the limit).
+    assert!(
+        mono(sampled) > released,
+        "switched back before the memory was released: {sampled}"
+    );
+    assert!(
+        sampled["reason"].as_str().unwrap().contains("5 samples"),
+        "the switch back names the cooldown: {sampled}"
+    );
+    let samples = of_type_in(&records, "sample", id);
+    let last_warm = samples
+        .iter()
+        .filter(|r| r["snapshot"]["usage_bytes"].as_u64().unwrap_or(0) * 10 >= 64 * MIB * 8)
+        .map(|r| mono(r))
+        .max();
+    assert!(
+        last_warm.is_some_and(|t| t < mono(sampled)),
+        "a warm sample at or after the switch back: {samples:?}"
+    );
+    if probe_traced(&records, LRUVEC) {
+        let in_full = of_type_in(&records, "stat", id)
+            .into_iter()
+            .filter(|r| r["family"] == "lruvec_state")
+            .filter(|r| mono(r) > mono(full) && mono(r) <= mono(sampled))
+            .count();
+        assert!(in_full > 0, "no per-page stat record while in full mode");
+    }
+    drop(scratch);
+}
+
+/// Self-filtering: the agent's own events are dropped in the kernel and counted.
+#[test]
+fn agent_filters_its_own_events() {
+    let test = "agent_filters_its_own_events";
+    let Some(_) = preconditions(test) else { return };
+    let mut cg = TestCgroup::create("self", Some(256 * MIB)).expect("create test cgroup");
+    // No --cgroup filter: the agent's own memcg is traced like any other.
+    let agent = Agent::start(&["--full-tracing", "--interval-ms", "200"]).expect("agent starts");
+    let agent_pid = agent.pid();
+    let scratch = TempDir::new("self").expect("scratch dir");
+    let file = scratch.0.join("cache.bin");
+    let status = cg
+        .run(workload(&["file", file.to_str().unwrap(), "16"]))
+        .expect("run the page-cache workload");
+    assert!(status.success(), "page-cache workload failed: {status}");
+    let records = agent.stop().expect("agent stops cleanly");
+
+    let loss = final_loss(&records).expect("a loss record");
+    assert!(
+        loss["self_filtered"].is_u64(),
+        "loss record has self_filtered: {loss}"
+    );
+    eprintln!(
+        "self filter: {} events of the agent dropped",
+        loss["self_filtered"]
+    );
+    let own: Vec<_> = records.iter().filter(|r| r["pid"] == agent_pid).collect();
+    assert!(own.is_empty(), "records of the agent's own task: {own:?}");
+    drop(scratch);
+}
