@@ -197,6 +197,22 @@ impl TestCgroup {
 }
 
 impl TestCgroup {
+    /// Creates a child cgroup `name` of this one (on v2 the memory controller is delegated to
+    /// children first). Drop the child before its parent.
+    pub fn child(&self, name: &str) -> Result<TestCgroup> {
+        if self.version == Version::V2 {
+            self.write("cgroup.subtree_control", "+memory")?;
+        }
+        let dir = self.dir.join(name);
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(TestCgroup {
+            dir,
+            rel: format!("{}/{name}", self.rel),
+            version: self.version,
+            children: Vec::new(),
+        })
+    }
+
     /// Kills and reaps every task this test started in the cgroup (by pid, nothing else).
     pub fn kill_tasks(&mut self) {
         for child in &mut self.children {

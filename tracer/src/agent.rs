@@ -473,6 +473,9 @@ fn tick(
             probes,
         }))?;
     }
+    for (id, keys) in pipeline.take_removed() {
+        loader.forget_memcg(id, &keys);
+    }
     sink.end_tick(pipeline.clock().stamp(now))?;
     Ok(())
 }

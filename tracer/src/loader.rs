@@ -217,53 +217,38 @@ impl Loader {
 
     /// Running stat sums per key, summed over CPUs.
     pub fn stat_totals(&self) -> Result<Vec<(StatKey, StatValue)>, LoaderError> {
-        let map = self
-            .ebpf
-            .map("MEMCG_STATS")
-            .ok_or(LoaderError::MissingMap { map: "MEMCG_STATS" })?;
-        let map: PerCpuHashMap<_, StatKey, StatValue> =
-            PerCpuHashMap::try_from(map).map_err(|source| LoaderError::Map {
-                map: "MEMCG_STATS",
-                source,
-            })?;
-        let mut out = Vec::new();
-        for entry in map.iter() {
-            let (key, values) = entry.map_err(|source| LoaderError::Map {
-                map: "MEMCG_STATS",
-                source,
-            })?;
-            let mut total = StatValue::default();
-            for v in values.iter() {
-                total.sum = total.sum.wrapping_add(v.sum);
-                total.hits = total.hits.wrapping_add(v.hits);
-            }
-            out.push((key, total));
-        }
-        Ok(out)
+        self.per_cpu_totals("MEMCG_STATS", |total: &mut StatValue, v| {
+            total.sum = total.sum.wrapping_add(v.sum);
+            total.hits = total.hits.wrapping_add(v.hits);
+        })
     }
 
+    /// Running dentry allocation sums per memcg, summed over CPUs.
     pub fn dentry_totals(&self) -> Result<Vec<(u64, DentryValue)>, LoaderError> {
+        self.per_cpu_totals("DENTRY_ALLOCS", |total: &mut DentryValue, v| {
+            total.allocs = total.allocs.wrapping_add(v.allocs);
+            total.bytes = total.bytes.wrapping_add(v.bytes);
+        })
+    }
+
+    /// Every entry of a per-CPU hash map with its per-CPU values folded into one.
+    fn per_cpu_totals<K: aya::Pod, V: aya::Pod + Default>(
+        &self,
+        name: &'static str,
+        add: impl Fn(&mut V, &V),
+    ) -> Result<Vec<(K, V)>, LoaderError> {
+        let map_err = |source| LoaderError::Map { map: name, source };
         let map = self
             .ebpf
-            .map("DENTRY_ALLOCS")
-            .ok_or(LoaderError::MissingMap {
-                map: "DENTRY_ALLOCS",
-            })?;
-        let map: PerCpuHashMap<_, u64, DentryValue> =
-            PerCpuHashMap::try_from(map).map_err(|source| LoaderError::Map {
-                map: "DENTRY_ALLOCS",
-                source,
-            })?;
+            .map(name)
+            .ok_or(LoaderError::MissingMap { map: name })?;
+        let map: PerCpuHashMap<_, K, V> = PerCpuHashMap::try_from(map).map_err(map_err)?;
         let mut out = Vec::new();
         for entry in map.iter() {
-            let (key, values) = entry.map_err(|source| LoaderError::Map {
-                map: "DENTRY_ALLOCS",
-                source,
-            })?;
-            let mut total = DentryValue::default();
+            let (key, values) = entry.map_err(map_err)?;
+            let mut total = V::default();
             for v in values.iter() {
-                total.allocs = total.allocs.wrapping_add(v.allocs);
-                total.bytes = total.bytes.wrapping_add(v.bytes);
+                add(&mut total, v);
             }
             out.push((key, total));
         }

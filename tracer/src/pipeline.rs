@@ -50,6 +50,9 @@ pub struct Pipeline {
     dentry_prev: HashMap<u64, DentryValue>,
     last_totals_mono: Option<u64>,
     last_dentry_mono: Option<u64>,
+    /// Cgroups removed since the last tick: their final deltas are read at the tick, then their
+    /// state is dropped ([`Pipeline::take_removed`]).
+    removed: Vec<u64>,
 }
 
 impl Pipeline {
@@ -76,6 +79,7 @@ impl Pipeline {
             dentry_prev: HashMap::new(),
             last_totals_mono: None,
             last_dentry_mono: None,
+            removed: Vec::new(),
         }
     }
 
@@ -202,8 +206,8 @@ impl Pipeline {
                 if mkdir {
                     self.resolver.insert(ev.cgroup_id, path.clone());
                 } else {
-                    self.resolver.remove(ev.cgroup_id);
-                    self.forget(ev.cgroup_id);
+                    // Keep the path until the final deltas are read at the next tick.
+                    self.removed.push(ev.cgroup_id);
                 }
                 Record::Cgroup(CgroupLifecycleRecord {
                     at: self.clock.stamp(ev.header.ts_ns),
@@ -318,8 +322,20 @@ impl Pipeline {
         interval
     }
 
-    /// Drops the delta state of a removed cgroup; returns its stat keys so the loader can delete
-    /// them from the kernel maps.
+    /// After a tick: the cgroups removed before it, with their stat keys, so the loader can
+    /// delete them from the kernel maps (which would otherwise fill up with dead memcgs).
+    pub fn take_removed(&mut self) -> Vec<(u64, Vec<StatKey>)> {
+        let removed = std::mem::take(&mut self.removed);
+        removed
+            .into_iter()
+            .map(|id| {
+                self.resolver.remove(id);
+                (id, self.forget(id))
+            })
+            .collect()
+    }
+
+    /// Drops the delta state of a removed cgroup; returns its stat keys.
     pub fn forget(&mut self, cgroup_id: u64) -> Vec<StatKey> {
         let keys: Vec<StatKey> = self
             .stat_prev

@@ -167,10 +167,18 @@ fn lifecycle_events_update_the_resolver_and_skip_other_hierarchies() {
     f.pipeline
         .on_ring_record(&lifecycle(EventKind::CgroupRmdir, 123, 4, "/x"))
         .unwrap();
-    assert!(
-        f.pipeline.forget(123).is_empty(),
-        "rmdir already dropped the delta state"
-    );
+    // The final delta of a removed cgroup is still read at the next tick...
+    let last = f
+        .pipeline
+        .on_stat_totals(2, &[(key, StatValue { sum: 3, hits: 2 })]);
+    assert_eq!(last.len(), 1);
+    let Record::Stat(s) = &last[0] else { panic!() };
+    assert_eq!(s.delta, 2);
+    assert!(s.cgroup.cgroup.is_some(), "path kept until the tick");
+    // ...then its state is dropped and its kernel map keys handed to the loader.
+    let removed = f.pipeline.take_removed();
+    assert_eq!(removed, vec![(123, vec![key])]);
+    assert!(f.pipeline.take_removed().is_empty());
 }
 
 #[test]

@@ -308,6 +308,8 @@ pub struct LossRecord {
     pub shrink_missing_start: u64,
     pub self_filtered: u64,
     /// cgroup lifecycle events of other hierarchies (v1 cpu, pids, ...): received, not recorded.
+    /// (Added within schema 1: absent in older recordings.)
+    #[serde(default)]
     pub lifecycle_other_hierarchy: u64,
 }
 

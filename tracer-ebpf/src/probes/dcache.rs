@@ -80,7 +80,7 @@ fn record(bytes: u64) -> Result<(), i32> {
     if filtered_out(memcg_id) {
         return Ok(());
     }
-    if let Some(value) = DENTRY_ALLOCS.get_ptr_mut(&memcg_id) {
+    if let Some(value) = DENTRY_ALLOCS.get_ptr_mut(memcg_id) {
         unsafe {
             (*value).allocs += 1;
             (*value).bytes += bytes;
@@ -88,7 +88,7 @@ fn record(bytes: u64) -> Result<(), i32> {
         return Ok(());
     }
     if DENTRY_ALLOCS
-        .insert(&memcg_id, &DentryValue { allocs: 1, bytes }, 0)
+        .insert(memcg_id, DentryValue { allocs: 1, bytes }, 0)
         .is_err()
     {
         count(Counter::DentryMapFull as u32);

@@ -122,7 +122,7 @@ fn add(memcg_id: u64, family: StatFamily, item: i32, val: i64) {
         family: family as u32,
         item: item as u32,
     };
-    if let Some(value) = MEMCG_STATS.get_ptr_mut(&key) {
+    if let Some(value) = MEMCG_STATS.get_ptr_mut(key) {
         // Per-CPU value: this CPU is the only writer while the program runs.
         unsafe {
             (*value).sum += val;
@@ -131,7 +131,7 @@ fn add(memcg_id: u64, family: StatFamily, item: i32, val: i64) {
         return;
     }
     let value = StatValue { sum: val, hits: 1 };
-    if MEMCG_STATS.insert(&key, &value, 0).is_err() {
+    if MEMCG_STATS.insert(key, value, 0).is_err() {
         count(Counter::StatMapFull as u32);
     }
 }

@@ -78,7 +78,7 @@ fn try_begin(ctx: &TracePointContext, kind: ReclaimKind) -> Result<(), i32> {
         _pad: 0,
     };
     if RECLAIM_START
-        .insert(&pairing_key(tid, kind), &start, 0)
+        .insert(pairing_key(tid, kind), start, 0)
         .is_err()
     {
         count(Counter::PairingStoreFailed as u32);
@@ -95,9 +95,9 @@ fn try_end(ctx: &TracePointContext, kind: ReclaimKind) -> Result<(), i32> {
     let nr_reclaimed: u64 = unsafe { ctx.read_at(tp_offset(TpField::ReclaimEndNr))? };
     let key = pairing_key(tid, kind);
     // Copy out before removing: the value memory is recycled on delete.
-    let start = unsafe { RECLAIM_START.get(&key) }.copied();
+    let start = unsafe { RECLAIM_START.get(key) }.copied();
     if start.is_some() {
-        let _ = RECLAIM_START.remove(&key);
+        let _ = RECLAIM_START.remove(key);
     }
     let memcg_id = current_memcg_id();
     if filtered_out(memcg_id) {

@@ -62,7 +62,7 @@ fn try_start(ctx: &TracePointContext) -> Result<(), i32> {
             priority: ctx.read_at(tp_offset(TpField::ShrinkStartPriority))?,
         }
     };
-    if SHRINK_START.insert(&tid, &start, 0).is_err() {
+    if SHRINK_START.insert(tid, start, 0).is_err() {
         count(Counter::PairingStoreFailed as u32);
     }
     Ok(())
@@ -75,9 +75,9 @@ fn try_end(ctx: &TracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let freed: i32 = unsafe { ctx.read_at(tp_offset(TpField::ShrinkEndRetval))? };
-    let start = unsafe { SHRINK_START.get(&tid) }.copied();
+    let start = unsafe { SHRINK_START.get(tid) }.copied();
     if start.is_some() {
-        let _ = SHRINK_START.remove(&tid);
+        let _ = SHRINK_START.remove(tid);
     }
     let memcg_id = current_memcg_id();
     if filtered_out(memcg_id) {
