@@ -15,7 +15,10 @@ use serde_json::Value;
 
 /// Prints why a test is skipped, in a form the CI log makes visible.
 pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
+    use std::io::Write as _;
+    // Written to the process's stderr directly, not through eprintln!, which libtest captures
+    // and hides for passing tests: a skip must be visible in every log.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 pub fn is_root() -> bool {

@@ -476,11 +476,17 @@ mod tests {
             Tracefs::locate(),
             Btf::from_file(std::path::Path::new("/sys/kernel/btf/vmlinux")),
         ) else {
-            eprintln!("skipped: this host has no tracefs mount or no BTF");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: this host has no tracefs mount or no BTF\n",
+            );
             return;
         };
         if !tracefs.has_tracepoint("memcg", "mod_memcg_lruvec_state") {
-            eprintln!("skipped: kernel without memcg tracepoints (< 6.13)");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: kernel without memcg tracepoints (< 6.13)\n",
+            );
             return;
         }
         let plan = plan(&tracefs, Some(&btf), true);

@@ -178,7 +178,10 @@ mod tests {
     fn host_btf_names_the_memcg_items() {
         let path = std::path::Path::new("/sys/kernel/btf/vmlinux");
         if !path.exists() {
-            eprintln!("skipped: no /sys/kernel/btf/vmlinux on this host");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: no /sys/kernel/btf/vmlinux on this host\n",
+            );
             return;
         }
         let names = ItemNames::from_btf(&Btf::from_file(path).unwrap()).unwrap();

@@ -472,11 +472,17 @@ mod tests {
     #[test]
     fn running_kernel_matches_the_parser() {
         let Ok(tracefs) = Tracefs::locate() else {
-            eprintln!("skipping: tracefs is not mounted on this machine");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: tracefs is not mounted on this machine\n",
+            );
             return;
         };
         if !tracefs.has_tracepoint("memcg", "mod_memcg_state") {
-            eprintln!("skipping: this kernel has no memcg:mod_memcg_state (older than 6.13)");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED: this kernel has no memcg:mod_memcg_state (older than 6.13)\n",
+            );
             return;
         }
         let live = tracefs.format("memcg", "mod_memcg_state").unwrap();
