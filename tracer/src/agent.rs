@@ -571,7 +571,7 @@ impl Sampler {
         let mut out = Vec::new();
         for rel in wanted {
             if let Some(only) = &self.only {
-                if !rel.starts_with(only.as_str()) {
+                if !is_within(&rel, only) {
                     continue;
                 }
             }
@@ -592,7 +592,7 @@ impl Sampler {
     /// Baseline sample of a cgroup just created (not rate limited: one per mkdir).
     pub fn sample_new(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
         if let Some(only) = &self.only {
-            if !rel.starts_with(only.as_str()) {
+            if !is_within(&rel, only) {
                 return None;
             }
         }
@@ -624,6 +624,16 @@ impl Sampler {
             },
         })
     }
+}
+
+/// Whether cgroup path `path` is `ancestor` or below it (`/a/b` is within `/a`, `/ab` is not).
+fn is_within(path: &str, ancestor: &str) -> bool {
+    let ancestor = ancestor.trim_end_matches('/');
+    path == ancestor
+        || ancestor.is_empty()
+        || path
+            .strip_prefix(ancestor)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Minimum spacing of out-of-tick samples of one cgroup.
@@ -673,4 +683,19 @@ pub fn require_root() -> Result<()> {
         bail!("tracer must run as root (it loads eBPF programs); try `sudo tracer run`");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_within;
+
+    #[test]
+    fn cgroup_subtree_membership() {
+        assert!(is_within("/a", "/a"));
+        assert!(is_within("/a/b", "/a"));
+        assert!(is_within("/a/b", "/a/"));
+        assert!(!is_within("/ab", "/a"));
+        assert!(is_within("/anything", "/"));
+        assert!(!is_within("/", "/a"));
+    }
 }

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod detector;
 pub mod diagnose;
 pub mod identity;
+pub mod incident;
 pub mod kernel;
 pub mod loader;
 pub mod names;

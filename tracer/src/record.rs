@@ -45,7 +45,7 @@ pub enum Record {
     Mode(ModeRecord),
     Loss(LossRecord),
     Summary(crate::accountant::SummaryRecord),
-    Incident(crate::detector::IncidentRecord),
+    Incident(crate::incident::IncidentRecord),
     Stop(StopRecord),
 }
 
