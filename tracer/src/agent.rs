@@ -592,7 +592,7 @@ impl Sampler {
     /// Baseline sample of a cgroup just created (not rate limited: one per mkdir).
     pub fn sample_new(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
         if let Some(only) = &self.only {
-            if !is_within(&rel, only) {
+            if !is_within(rel, only) {
                 return None;
             }
         }
