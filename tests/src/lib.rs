@@ -541,3 +541,30 @@ pub fn stat_running_peak(records: &[Value], id: u64, item: &str) -> i64 {
 pub fn final_loss(records: &[Value]) -> Option<&Value> {
     records.iter().rev().find(|r| r["type"] == "loss")
 }
+
+/// A test cgroup (with hard limit `limit`) and an agent pinned to it with the per-page probes
+/// always attached, sampling every 200 ms. None, after a skip message, when the kernel has no
+/// per-page memcg stat events (before 6.13) or the test cannot run here.
+pub fn full_tracing_fixture(test: &str, name: &str, limit: u64) -> Option<(TestCgroup, Agent)> {
+    preconditions(test)?;
+    let cg = TestCgroup::create(name, Some(limit)).expect("create test cgroup");
+    let agent = Agent::start(&[
+        "--cgroup",
+        &cg.rel,
+        "--full-tracing",
+        "--interval-ms",
+        "200",
+    ])
+    .expect("agent starts");
+    let early = agent.records_so_far();
+    if !probe_traced(&early, "memcg:mod_memcg_lruvec_state")
+        || !probe_traced(&early, "memcg:mod_memcg_state")
+    {
+        skip(
+            test,
+            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
+        );
+        return None;
+    }
+    Some((cg, agent))
+}

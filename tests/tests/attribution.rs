@@ -102,27 +102,11 @@ fn relative_error(events: i64, kernel: i64) -> f64 {
 #[test]
 fn event_class_changes_agree_with_memory_stat() {
     let test = "event_class_changes_agree_with_memory_stat";
-    let Some(_) = preconditions(test) else { return };
-    let mut cg = TestCgroup::create("attrib", Some(1024 * MIB)).expect("create test cgroup");
-    let agent = Agent::start(&[
-        "--cgroup",
-        &cg.rel,
-        "--full-tracing",
-        "--interval-ms",
-        "200",
-    ])
-    .expect("agent starts");
-    let early = agent.records_so_far();
-    if !probe_traced(&early, "memcg:mod_memcg_lruvec_state")
-        || !probe_traced(&early, "memcg:mod_memcg_state")
-    {
-        skip(
-            test,
-            "kernel has no memcg tracepoints (< 6.13): class changes come from cgroup files only, \
-             there is nothing to cross-check",
-        );
+    // Without the memcg tracepoints (< 6.13) class changes come from the cgroup files only:
+    // there is nothing to cross-check, and the fixture says so.
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "attrib", 1024 * MIB) else {
         return;
-    }
+    };
     let id = cg.id();
     let scratch = TempDir::new("attrib").expect("scratch dir");
     let file = scratch.0.join("cache.bin");

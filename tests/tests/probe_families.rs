@@ -64,23 +64,9 @@ fn max_anon_fault_bytes() -> i64 {
 #[test]
 fn anonymous_allocation_is_attributed() {
     let test = "anonymous_allocation_is_attributed";
-    let Some(_) = preconditions(test) else { return };
-    let mut cg = TestCgroup::create("anon", Some(256 * MIB)).expect("create test cgroup");
-    let agent = Agent::start(&[
-        "--cgroup",
-        &cg.rel,
-        "--full-tracing",
-        "--interval-ms",
-        "200",
-    ])
-    .expect("agent starts");
-    if !probe_traced(&agent.records_so_far(), LRUVEC) {
-        skip(
-            test,
-            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
-        );
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "anon", 256 * MIB) else {
         return;
-    }
+    };
     let id = cg.id();
     let scratch = TempDir::new("anon").expect("scratch dir");
     let marker = scratch.0.join("ready");
@@ -146,23 +132,9 @@ fn anonymous_allocation_is_attributed() {
 #[test]
 fn page_cache_writes_are_attributed() {
     let test = "page_cache_writes_are_attributed";
-    let Some(_) = preconditions(test) else { return };
-    let mut cg = TestCgroup::create("file", Some(256 * MIB)).expect("create test cgroup");
-    let agent = Agent::start(&[
-        "--cgroup",
-        &cg.rel,
-        "--full-tracing",
-        "--interval-ms",
-        "200",
-    ])
-    .expect("agent starts");
-    if !probe_traced(&agent.records_so_far(), LRUVEC) {
-        skip(
-            test,
-            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
-        );
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "file", 256 * MIB) else {
         return;
-    }
+    };
     let id = cg.id();
     let scratch = TempDir::new("file").expect("scratch dir");
     let file = scratch.0.join("cache.bin");
