@@ -808,10 +808,7 @@ fn cgroup_of(rec: &Record) -> Option<&CgroupRef> {
 }
 
 fn is_descendant(path: &str, ancestor: &str) -> bool {
-    match path.strip_prefix(ancestor) {
-        Some(rest) => path != ancestor && (ancestor.ends_with('/') || rest.starts_with('/')),
-        None => false,
-    }
+    path != ancestor && crate::cgroup_tree::is_within(path, ancestor)
 }
 
 /// Per-class byte change derived only from the stat and dentry records among `records` for

@@ -13,16 +13,14 @@ use crate::{
     adaptive::{Adaptive, AdaptiveOptions, Switch},
     analysis::Analysis,
     btf::Btf,
-    cgroupfs::{
-        detect_host_layout, CgroupFs, CgroupLayout, CgroupMode, CgroupVersion, MemorySnapshot,
-    },
+    cgroupfs::{detect_host_layout, CgroupFs, CgroupLayout, CgroupMode, CgroupVersion},
     clock::{monotonic_ns, Clock},
-    identity::identify,
     kernel::{plan, PlannedProbe, Via},
     loader::Loader,
     names::ItemNames,
     pipeline::{Pipeline, PipelineConfig},
     record::*,
+    sampler::Sampler,
     symbols::Symbols,
     tracefs::Tracefs,
 };
@@ -304,7 +302,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             .unwrap_or_default()
     );
 
-    let mut sampler = Sampler::new(fs, opts.only_cgroup.clone());
+    let mut sampler = Sampler::new(fs, opts.only_cgroup.clone(), page_size());
     let mut ticker = tokio::time::interval(opts.sample_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
@@ -480,196 +478,6 @@ fn tick(
     Ok(())
 }
 
-/// One cgroupfs reading plus what changed since the previous one.
-pub struct Sampled {
-    pub record: SampleRecord,
-    /// Limit hits (v1 failcnt / v2 memory.events `max`) since the previous sample.
-    pub limit_hits: u64,
-}
-
-/// Reads every active cgroup's memory files at each tick (the always-on, cheap source of class
-/// totals, usage and limits; the fallback when the memcg tracepoints are missing).
-pub struct Sampler {
-    fs: CgroupFs,
-    only: Option<String>,
-    last_hits: std::collections::HashMap<String, u64>,
-    last_urgent: std::collections::HashMap<String, u64>,
-}
-
-/// Bounds of one sampler walk.
-const SAMPLE_MAX_CGROUPS: usize = 4096;
-const SAMPLE_MAX_DEPTH: usize = 16;
-
-impl Sampler {
-    pub fn new(fs: CgroupFs, only: Option<String>) -> Sampler {
-        Sampler {
-            fs,
-            only,
-            last_hits: Default::default(),
-            last_urgent: Default::default(),
-        }
-    }
-
-    fn walk(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let start = self.only.clone().unwrap_or_else(|| "/".to_string());
-        let mut queue = std::collections::VecDeque::from([(start, 0usize)]);
-        while let Some((rel, depth)) = queue.pop_front() {
-            if out.len() >= SAMPLE_MAX_CGROUPS {
-                break;
-            }
-            if depth < SAMPLE_MAX_DEPTH {
-                if let Ok(children) = self.fs.children(&rel) {
-                    let parent = rel.trim_end_matches('/').to_string();
-                    queue.extend(
-                        children
-                            .into_iter()
-                            .map(|c| (format!("{parent}/{c}"), depth + 1)),
-                    );
-                }
-            }
-            out.push(rel);
-        }
-        out
-    }
-
-    /// Samples every cgroup of the hierarchy (or the `--cgroup` subtree) that uses memory or has
-    /// a hard limit (so a limited cgroup has a baseline before its first charge).
-    pub fn sample(&mut self, clock: &Clock, now: u64) -> Vec<Sampled> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        for rel in self.walk() {
-            if let Some(s) = self.sample_one(clock, now, &rel, true) {
-                seen.insert(rel, limit_hit_count(&s.record.snapshot));
-                out.push(s);
-            }
-        }
-        self.last_hits = seen;
-        out
-    }
-
-    /// Samples `paths` and their ancestors at once, out of the tick: a memcg reclaim means a
-    /// charge met a limit, and reading usage/limits/failcnt now (not up to a second later)
-    /// lets the detector open the incident within milliseconds. At most one read per cgroup
-    /// per [`URGENT_SAMPLE_MIN_NS`].
-    pub fn sample_urgent(&mut self, clock: &Clock, now: u64, paths: &[String]) -> Vec<Sampled> {
-        let mut wanted = std::collections::BTreeSet::new();
-        for path in paths {
-            let mut p = path.trim_end_matches('/').to_string();
-            loop {
-                wanted.insert(if p.is_empty() {
-                    "/".to_string()
-                } else {
-                    p.clone()
-                });
-                match p.rfind('/') {
-                    Some(i) if !p.is_empty() => p.truncate(i),
-                    _ => break,
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for rel in wanted {
-            if let Some(only) = &self.only {
-                if !is_within(&rel, only) {
-                    continue;
-                }
-            }
-            let last = self.last_urgent.get(&rel).copied().unwrap_or(0);
-            if now.saturating_sub(last) < URGENT_SAMPLE_MIN_NS {
-                continue;
-            }
-            self.last_urgent.insert(rel.clone(), now);
-            if let Some(s) = self.sample_one(clock, now, &rel, false) {
-                self.last_hits
-                    .insert(rel, limit_hit_count(&s.record.snapshot));
-                out.push(s);
-            }
-        }
-        out
-    }
-
-    /// Baseline sample of a cgroup just created (not rate limited: one per mkdir).
-    pub fn sample_new(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
-        if let Some(only) = &self.only {
-            if !is_within(rel, only) {
-                return None;
-            }
-        }
-        let s = self.sample_one(clock, now, rel, false)?;
-        self.last_hits
-            .insert(rel.to_string(), limit_hit_count(&s.record.snapshot));
-        Some(s)
-    }
-
-    fn sample_one(&self, clock: &Clock, now: u64, rel: &str, skip_idle: bool) -> Option<Sampled> {
-        let snapshot = self.fs.read_snapshot(rel).ok()?;
-        if skip_idle && snapshot.usage_bytes == 0 && snapshot.limits.hard.is_none() {
-            return None;
-        }
-        let hits = limit_hit_count(&snapshot);
-        let prev = self.last_hits.get(rel).copied().unwrap_or(hits);
-        let cgroup_id = self.fs.cgroup_id(rel).unwrap_or(0);
-        Some(Sampled {
-            limit_hits: hits.saturating_sub(prev),
-            record: SampleRecord {
-                at: clock.stamp(now),
-                cgroup: CgroupRef {
-                    cgroup_id,
-                    cgroup: Some(rel.to_string()),
-                },
-                identity: identify(rel),
-                top_tasks: top_tasks(&self.fs, rel, 5),
-                snapshot,
-            },
-        })
-    }
-}
-
-/// Whether cgroup path `path` is `ancestor` or below it (`/a/b` is within `/a`, `/ab` is not).
-fn is_within(path: &str, ancestor: &str) -> bool {
-    let ancestor = ancestor.trim_end_matches('/');
-    path == ancestor
-        || ancestor.is_empty()
-        || path
-            .strip_prefix(ancestor)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
-/// Minimum spacing of out-of-tick samples of one cgroup.
-const URGENT_SAMPLE_MIN_NS: u64 = 50_000_000;
-
-fn limit_hit_count(s: &MemorySnapshot) -> u64 {
-    s.failcnt
-        .or_else(|| s.events.get("max").copied())
-        .unwrap_or(0)
-}
-
-/// The cgroup's own largest tasks by resident memory.
-fn top_tasks(fs: &CgroupFs, rel: &str, n: usize) -> Vec<TaskUsage> {
-    let page = page_size();
-    let mut tasks: Vec<TaskUsage> = fs
-        .procs(rel)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|pid| {
-            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-            let rss_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            // Kernel threads and zombies have no resident memory: not worth listing.
-            (rss_pages > 0).then_some(())?;
-            Some(TaskUsage {
-                pid,
-                comm: comm.trim().to_string(),
-                rss_bytes: rss_pages * page,
-            })
-        })
-        .collect();
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.rss_bytes));
-    tasks.truncate(n);
-    tasks
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -683,19 +491,4 @@ pub fn require_root() -> Result<()> {
         bail!("tracer must run as root (it loads eBPF programs); try `sudo tracer run`");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_within;
-
-    #[test]
-    fn cgroup_subtree_membership() {
-        assert!(is_within("/a", "/a"));
-        assert!(is_within("/a/b", "/a"));
-        assert!(is_within("/a/b", "/a/"));
-        assert!(!is_within("/ab", "/a"));
-        assert!(is_within("/anything", "/"));
-        assert!(!is_within("/", "/a"));
-    }
 }

@@ -6,7 +6,7 @@
 //! Relative cgroup paths look like `"/a/b"` (`"/"` is the root of the hierarchy).
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, ErrorKind, Write};
@@ -586,114 +586,6 @@ fn flat_keyed(text: &str) -> BTreeMap<String, u64> {
 fn read_flat_keyed(path: &Path) -> Result<BTreeMap<String, u64>, CgroupError> {
     let text = fs::read_to_string(path).map_err(|e| io_error("read", path, e))?;
     Ok(flat_keyed(&text))
-}
-
-/// What a full tree walk found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScanSummary {
-    pub entries: usize,
-    /// The walk stopped at the depth or entry bound, so some cgroups were not seen.
-    pub truncated: bool,
-}
-
-/// Maps cgroup ids (from tracepoints) to relative paths, rescanning the tree on a miss.
-/// Rescans cost a walk of the whole hierarchy, so [`Self::resolve`] does at most one per
-/// `generation` value: the caller advances the generation (e.g. once per second, or on a
-/// `cgroup:cgroup_mkdir` event) and ids that stay unknown cost nothing until then.
-#[derive(Debug)]
-pub struct IdPathResolver {
-    fs: CgroupFs,
-    paths: HashMap<u64, String>,
-    max_depth: usize,
-    max_entries: usize,
-    last_rescan_generation: Option<u64>,
-}
-
-impl IdPathResolver {
-    /// `max_depth` counts levels below the root (0 = root only); `max_entries` bounds one walk.
-    pub fn new(fs: CgroupFs, max_depth: usize, max_entries: usize) -> Self {
-        let paths = HashMap::new();
-        IdPathResolver {
-            fs,
-            paths,
-            max_depth,
-            max_entries,
-            last_rescan_generation: None,
-        }
-    }
-
-    /// The path of `id`: cached, else after one rescan if none ran yet in `generation`.
-    /// A failed rescan reads as a miss; call [`Self::rescan`] to see the error.
-    pub fn resolve(&mut self, id: u64, generation: u64) -> Option<String> {
-        if let Some(path) = self.paths.get(&id) {
-            return Some(path.clone());
-        }
-        if self.last_rescan_generation == Some(generation) {
-            return None;
-        }
-        self.last_rescan_generation = Some(generation);
-        self.rescan().ok()?;
-        self.paths.get(&id).cloned()
-    }
-
-    /// Walks the tree breadth-first within the bounds. A complete walk replaces the cache (so
-    /// removed cgroups drop out); a truncated one only adds to it. Cgroups removed during the
-    /// walk are skipped; only an unreadable root is an error.
-    pub fn rescan(&mut self) -> Result<ScanSummary, CgroupError> {
-        let mut found = HashMap::new();
-        let mut queue = std::collections::VecDeque::from([("/".to_owned(), 0usize)]);
-        let mut truncated = false;
-        while let Some((rel, depth)) = queue.pop_front() {
-            if found.len() >= self.max_entries {
-                truncated = true;
-                break;
-            }
-            let id = match self.fs.cgroup_id(&rel) {
-                Ok(id) => id,
-                Err(e) if rel == "/" => return Err(e),
-                Err(_) => continue,
-            };
-            found.insert(id, rel.clone());
-            let children = match self.fs.children(&rel) {
-                Ok(children) => children,
-                Err(e) if rel == "/" => return Err(e),
-                Err(_) => continue,
-            };
-            if depth >= self.max_depth {
-                truncated |= !children.is_empty();
-                continue;
-            }
-            let parent = rel.trim_end_matches('/');
-            queue.extend(
-                children
-                    .into_iter()
-                    .map(|c| (format!("{parent}/{c}"), depth + 1)),
-            );
-        }
-        let entries = found.len();
-        if truncated {
-            self.paths.extend(found);
-        } else {
-            self.paths = found;
-        }
-        Ok(ScanSummary { entries, truncated })
-    }
-
-    pub fn insert(&mut self, id: u64, path: String) {
-        self.paths.insert(id, path);
-    }
-
-    pub fn remove(&mut self, id: u64) -> Option<String> {
-        self.paths.remove(&id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.paths.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
-    }
 }
 
 #[cfg(test)]

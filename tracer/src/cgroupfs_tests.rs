@@ -274,46 +274,18 @@ fn procs_children_and_ids() {
     assert_eq!(cg.cgroup_id("/job/alpha").expect("id"), inode);
 }
 
-#[test]
-fn resolver_rescans_once_per_generation_within_bounds() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    fs::create_dir_all(tmp.path().join("a/b")).expect("mkdir");
-    let cg = CgroupFs::at(tmp.path(), CgroupVersion::V2);
-    let id_b = cg.cgroup_id("/a/b").expect("id");
-    let mut resolver = IdPathResolver::new(cg.clone(), 8, 100);
-    assert_eq!(resolver.resolve(id_b, 0).as_deref(), Some("/a/b"));
-    assert_eq!(resolver.len(), 3, "root, /a and /a/b");
-    fs::create_dir(tmp.path().join("a/c")).expect("mkdir");
-    let id_c = cg.cgroup_id("/a/c").expect("id");
-    assert_eq!(
-        resolver.resolve(id_c, 0),
-        None,
-        "generation 0 already rescanned"
-    );
-    assert_eq!(resolver.resolve(id_c, 1).as_deref(), Some("/a/c"));
-    assert_eq!(resolver.remove(id_c).as_deref(), Some("/a/c"));
-    resolver.insert(7, "/manual".to_owned());
-    assert_eq!(resolver.resolve(7, 1).as_deref(), Some("/manual"));
-    let mut shallow = IdPathResolver::new(cg, 1, 100);
-    let summary = shallow.rescan().expect("scan");
-    assert_eq!(
-        summary,
-        ScanSummary {
-            entries: 2,
-            truncated: true
-        }
-    );
-    assert_eq!(shallow.resolve(id_b, 0), None, "/a/b is below max_depth");
-}
-
 /// Reads the real host hierarchy; never writes.
 #[test]
 fn reads_the_real_v1_root_read_only() {
     let root = Path::new("/sys/fs/cgroup/memory");
     if !root.join("memory.stat").exists() {
-        eprintln!(
-            "skipped: no cgroup v1 memory controller at {}",
-            root.display()
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "SKIPPED: no cgroup v1 memory controller at {}\n",
+                root.display()
+            )
+            .as_bytes(),
         );
         return;
     }

@@ -43,6 +43,8 @@ use std::collections::{BTreeMap, HashMap};
 
 pub use crate::incident::*;
 
+use crate::cgroup_tree::lineage;
+
 use crate::cgroupfs::{CgroupVersion, MemoryClasses, MemorySnapshot};
 use crate::identity::identify;
 use crate::record::{CgroupRef, OomRecord, ReclaimRecord, Record, SampleRecord, Stamp, TaskUsage};
@@ -254,20 +256,6 @@ fn state_key(cgroup: &CgroupRef) -> u64 {
         }
         (id, _) => id,
     }
-}
-
-/// `path` and its ancestors, nearest first: "/a/b" -> "/a/b", "/a", "/".
-fn lineage_paths(path: &str) -> impl Iterator<Item = &str> {
-    let start = match path.trim_end_matches('/') {
-        "" => "/",
-        trimmed => trimmed,
-    };
-    std::iter::successors(Some(start), |p| match p.rfind('/') {
-        _ if *p == "/" => None,
-        Some(0) => Some("/"),
-        Some(i) => Some(&p[..i]),
-        None => None,
-    })
 }
 
 fn classes_growth(before: &MemoryClasses, peak: &MemoryClasses) -> Vec<ClassGrowth> {
@@ -599,7 +587,7 @@ impl Detector {
             .get(&key)
             .and_then(|s| s.container.cgroup.as_deref());
         if let Some(path) = cgroup.cgroup.as_deref().or(known_path) {
-            for ancestor in lineage_paths(path) {
+            for ancestor in lineage(path) {
                 match self.ids_by_path.get(ancestor) {
                     Some(id) if !ids.contains(id) && self.cgroups.contains_key(id) => ids.push(*id),
                     _ => {}

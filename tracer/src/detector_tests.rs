@@ -656,17 +656,6 @@ fn histogram_quantiles_bound_the_truth_within_a_quarter() {
 }
 
 #[test]
-fn lineage_walks_to_the_root() {
-    assert_eq!(
-        lineage_paths("/a/b/c").collect::<Vec<_>>(),
-        ["/a/b/c", "/a/b", "/a", "/"]
-    );
-    assert_eq!(lineage_paths("/").collect::<Vec<_>>(), ["/"]);
-    assert_eq!(lineage_paths("/a/").collect::<Vec<_>>(), ["/a", "/"]);
-    assert_eq!(lineage_paths("a/b").collect::<Vec<_>>(), ["a/b", "a"]);
-}
-
-#[test]
 fn unresolved_cgroups_are_kept_apart() {
     let out = run(&[
         sample(0, 0, "/one", v1(120, Some(100), None, 0), &[]),

@@ -529,12 +529,7 @@ fn at_or_below(cgroup: &crate::record::CgroupRef, inc: &IncidentRecord) -> bool 
     }
     match (cgroup.cgroup.as_deref(), inc.container.cgroup.as_deref()) {
         (Some(child), Some("/")) => child.starts_with('/'),
-        (Some(child), Some(parent)) => {
-            child == parent
-                || child
-                    .strip_prefix(parent)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        }
+        (Some(child), Some(parent)) => crate::cgroup_tree::is_within(child, parent),
         _ => false,
     }
 }

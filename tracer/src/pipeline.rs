@@ -11,7 +11,8 @@ use tracer_common::{
 };
 
 use crate::{
-    cgroupfs::{CgroupFs, IdPathResolver},
+    cgroup_tree::IdPathResolver,
+    cgroupfs::CgroupFs,
     clock::Clock,
     decode::{c_string, decode, kind_name, KernelEvent},
     identity::identify,
