@@ -4,7 +4,8 @@
 use aya_ebpf::{
     cty::c_void,
     helpers::bpf_probe_read_kernel,
-    macros::{btf_tracepoint, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::Array,
     programs::{BtfTracePointContext, TracePointContext},
 };
 use tracer_common::{Counter, DentryValue, TpField};
@@ -29,6 +30,21 @@ use crate::{
 /// "dentry\0" as a little-endian u64 with the 8th byte masked off: one compare per hit.
 const DENTRY_LE: u64 = u64::from_le_bytes(*b"dentry\0\0");
 const NAME_MASK: u64 = 0x00ff_ffff_ffff_ffff;
+
+/// The `dentry` cache (`struct kmem_cache *`) and its object size, learned from its first
+/// allocation. kmem_cache_alloc fires for every slab allocation on the host; once this is known
+/// the tp_btf program rejects other caches without reading their names. The dentry cache is
+/// created at boot, never destroyed, and never merged with another cache (it has a usercopy
+/// region), so the pointer identifies dentries for the life of the kernel.
+#[map]
+static DENTRY_CACHE: Array<DentryCache> = Array::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DentryCache {
+    cache: u64,
+    object_size: u64,
+}
 
 #[tracepoint(category = "kmem", name = "kmem_cache_alloc")]
 pub fn kmem_cache_alloc(ctx: TracePointContext) -> u32 {
@@ -57,6 +73,19 @@ fn try_classic(ctx: &TracePointContext) -> Result<(), i32> {
 fn try_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let cache: *const c_void = ctx.arg(2);
     let base = cache as u64;
+    let Some(known) = DENTRY_CACHE.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: a valid pointer into a one-entry array map; only this program writes it, and
+    // writing the same two values from several CPUs at once is benign.
+    let known = unsafe { &mut *known };
+    if known.cache != 0 {
+        // Learned: every other cache is rejected with one compare, no kernel memory read.
+        if known.cache != base {
+            return Ok(());
+        }
+        return record(known.object_size);
+    }
     let name_ptr: u64 = unsafe {
         bpf_probe_read_kernel((base + config!(off_kmem_cache_name) as u64) as *const u64)?
     };
@@ -67,6 +96,8 @@ fn try_btf(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let size: u32 = unsafe {
         bpf_probe_read_kernel((base + config!(off_kmem_cache_size) as u64) as *const u32)?
     };
+    known.object_size = size as u64;
+    known.cache = base;
     record(size as u64)
 }
 
