@@ -1,4 +1,5 @@
 use super::*;
+use crate::cgroupfs::{CgroupVersion, Limits};
 use crate::record::{
     CgroupLifecycleRecord, LossRecord, ModeRecord, OomRecord, ProbeStatus, SampleRecord,
     StartRecord, TaskRef,

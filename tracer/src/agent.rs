@@ -13,7 +13,7 @@ use crate::{
     adaptive::{Adaptive, AdaptiveOptions, Switch},
     analysis::Analysis,
     btf::Btf,
-    cgroupfs::{detect_host_layout, CgroupFs, CgroupLayout, CgroupMode, CgroupVersion},
+    cgroupfs::{detect_host_layout, CgroupFs, CgroupLayout, CgroupVersion},
     clock::{monotonic_ns, Clock},
     kernel::{plan, PlannedProbe, Via},
     loader::Loader,
@@ -161,21 +161,6 @@ fn memory_hierarchy_id_v1() -> Option<i32> {
     })
 }
 
-pub fn mode_name(mode: CgroupMode) -> &'static str {
-    match mode {
-        CgroupMode::V1 => "v1",
-        CgroupMode::V2 => "v2",
-        CgroupMode::Hybrid => "hybrid",
-    }
-}
-
-pub fn version_name(v: CgroupVersion) -> &'static str {
-    match v {
-        CgroupVersion::V1 => "v1",
-        CgroupVersion::V2 => "v2",
-    }
-}
-
 pub fn probe_statuses(
     probes: &[PlannedProbe],
     attached: &std::collections::HashMap<String, bool>,
@@ -276,8 +261,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: hostname(),
         kernel: host.kernel.clone(),
-        cgroup_mode: mode_name(host.layout.mode).into(),
-        memory_version: version_name(host.layout.memory_version).into(),
+        cgroup_mode: host.layout.mode.as_str().into(),
+        memory_version: host.layout.memory_version.as_str().into(),
         memory_root: host.layout.memory_root.display().to_string(),
         page_size: page_size(),
         sample_interval_ms: opts.sample_interval.as_millis() as u64,
@@ -287,8 +272,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     eprintln!(
         "tracer: kernel {} cgroup {} (memory on {} at {}), {} probes attached, tracing mode {}{}",
         host.kernel,
-        mode_name(host.layout.mode),
-        version_name(host.layout.memory_version),
+        host.layout.mode.as_str(),
+        host.layout.memory_version.as_str(),
         host.layout.memory_root.display(),
         statuses.iter().filter(|s| s.attached).count(),
         if adaptive.is_full() {

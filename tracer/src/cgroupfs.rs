@@ -84,6 +84,16 @@ pub enum CgroupVersion {
     V2,
 }
 
+impl CgroupVersion {
+    /// As the records spell it: `v1` / `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        }
+    }
+}
+
 /// Which cgroup hierarchies are mounted: only v1 ones, only cgroup2, or both (systemd "hybrid").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +101,17 @@ pub enum CgroupMode {
     V1,
     V2,
     Hybrid,
+}
+
+impl CgroupMode {
+    /// As the records spell it: `v1` / `v2` / `hybrid`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupMode::V1 => "v1",
+            CgroupMode::V2 => "v2",
+            CgroupMode::Hybrid => "hybrid",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

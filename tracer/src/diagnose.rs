@@ -268,7 +268,7 @@ pub fn diagnose(path: &Path, report_dir: Option<&Path>) -> Result<DiagnoseSummar
     let stats = read_records(path, |record| {
         counts.0 += 1;
         *counts.1.entry(record.type_name().to_string()).or_default() += 1;
-        let at = stamp_of(&record);
+        let at = record.at().clone();
         match &record {
             Record::Start(s) => {
                 if segments > 0 || last.is_some() {
@@ -342,26 +342,6 @@ pub fn diagnose(path: &Path, report_dir: Option<&Path>) -> Result<DiagnoseSummar
         summary.report = Some(report::write_report(dir, &summary, &timelines)?);
     }
     Ok(summary)
-}
-
-fn stamp_of(record: &Record) -> Stamp {
-    let at = match record {
-        Record::Start(r) => &r.at,
-        Record::Stat(r) => &r.at,
-        Record::Dentry(r) => &r.at,
-        Record::Reclaim(r) => &r.at,
-        Record::ShrinkSlab(r) => &r.at,
-        Record::KswapdWake(r) => &r.at,
-        Record::Oom(r) => &r.at,
-        Record::Cgroup(r) => &r.at,
-        Record::Sample(r) => &r.at,
-        Record::Mode(r) => &r.at,
-        Record::Loss(r) => &r.at,
-        Record::Summary(r) => &r.at,
-        Record::Incident(r) => &r.at,
-        Record::Stop(r) => &r.at,
-    };
-    at.clone()
 }
 
 fn compare(

@@ -22,5 +22,6 @@ pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod sampler;
+pub mod summary;
 pub mod symbols;
 pub mod tracefs;

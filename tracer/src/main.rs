@@ -142,8 +142,8 @@ fn check() -> Result<()> {
     );
     println!(
         "cgroup mode    {} (memory controller on {} at {})",
-        agent::mode_name(host.layout.mode),
-        agent::version_name(host.layout.memory_version),
+        host.layout.mode.as_str(),
+        host.layout.memory_version.as_str(),
         host.layout.memory_root.display()
     );
     println!("tracefs        {}", host.tracefs.root().display());

@@ -44,7 +44,7 @@ pub enum Record {
     Sample(SampleRecord),
     Mode(ModeRecord),
     Loss(LossRecord),
-    Summary(crate::accountant::SummaryRecord),
+    Summary(crate::summary::SummaryRecord),
     Incident(crate::incident::IncidentRecord),
     Stop(StopRecord),
 }
@@ -69,24 +69,29 @@ impl Record {
         }
     }
 
+    /// When the record happened.
+    pub fn at(&self) -> &Stamp {
+        match self {
+            Record::Start(r) => &r.at,
+            Record::Stat(r) => &r.at,
+            Record::Dentry(r) => &r.at,
+            Record::Reclaim(r) => &r.at,
+            Record::ShrinkSlab(r) => &r.at,
+            Record::KswapdWake(r) => &r.at,
+            Record::Oom(r) => &r.at,
+            Record::Cgroup(r) => &r.at,
+            Record::Sample(r) => &r.at,
+            Record::Mode(r) => &r.at,
+            Record::Loss(r) => &r.at,
+            Record::Summary(r) => &r.at,
+            Record::Incident(r) => &r.at,
+            Record::Stop(r) => &r.at,
+        }
+    }
+
     /// Monotonic time of the record.
     pub fn mono_ns(&self) -> u64 {
-        match self {
-            Record::Start(r) => r.at.mono_ns,
-            Record::Stat(r) => r.at.mono_ns,
-            Record::Dentry(r) => r.at.mono_ns,
-            Record::Reclaim(r) => r.at.mono_ns,
-            Record::ShrinkSlab(r) => r.at.mono_ns,
-            Record::KswapdWake(r) => r.at.mono_ns,
-            Record::Oom(r) => r.at.mono_ns,
-            Record::Cgroup(r) => r.at.mono_ns,
-            Record::Sample(r) => r.at.mono_ns,
-            Record::Mode(r) => r.at.mono_ns,
-            Record::Loss(r) => r.at.mono_ns,
-            Record::Summary(r) => r.at.mono_ns,
-            Record::Incident(r) => r.at.mono_ns,
-            Record::Stop(r) => r.at.mono_ns,
-        }
+        self.at().mono_ns
     }
 }
 
