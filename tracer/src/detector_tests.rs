@@ -1,5 +1,7 @@
 use super::*;
 use crate::cgroupfs::Limits;
+use crate::incident_state::LatencyHistogram;
+use crate::record::ReclaimRecord;
 use crate::record::{CgroupLifecycleRecord, ShrinkSlabRecord, TaskRef};
 
 pub(crate) const MIB: u64 = 1 << 20;

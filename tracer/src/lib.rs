@@ -15,6 +15,7 @@ pub mod detector;
 pub mod diagnose;
 pub mod identity;
 pub mod incident;
+mod incident_state;
 pub mod kernel;
 pub mod loader;
 pub mod names;
