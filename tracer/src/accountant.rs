@@ -40,11 +40,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use crate::summary::*;
 
-use crate::cgroupfs::{MemoryClasses, MemorySnapshot};
+use crate::class_sums::{stat_bytes, ClassSums};
+use crate::reclaim_window::ReclaimAcc;
+
+use crate::cgroupfs::MemorySnapshot;
 use crate::identity::{identify, ContainerIdentity, IdentityKind};
-use crate::record::{
-    CgroupRef, DentryRecord, ProbeStatus, ReclaimRecord, Record, Stamp, StatRecord,
-};
+use crate::record::{CgroupRef, DentryRecord, ProbeStatus, Record, Stamp, StatRecord};
 
 /// Pages direct and soft-limit reclaim ask for, and the least memcg reclaim asks for
 /// (`nr_to_reclaim = max(charge pages, SWAP_CLUSTER_MAX)`).
@@ -67,163 +68,6 @@ impl Default for AccountantOptions {
             forget_after_idle_windows: 300,
         }
     }
-}
-
-/// Four signed byte amounts (a change, or an events-advanced absolute value).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct ClassSums {
-    anon: i64,
-    file: i64,
-    kernel: i64,
-    swap: i64,
-}
-
-impl ClassSums {
-    fn of(classes: &MemoryClasses) -> ClassSums {
-        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        ClassSums {
-            anon: signed(classes.anon),
-            file: signed(classes.file),
-            kernel: signed(classes.kernel),
-            swap: signed(classes.swap),
-        }
-    }
-
-    /// Adds a stat item's bytes to its class; items outside the four classes are ignored.
-    fn add_item(&mut self, item: &str, bytes: i64) {
-        let class = match item {
-            "NR_ANON_MAPPED" => &mut self.anon,
-            "NR_FILE_PAGES" => &mut self.file,
-            "MEMCG_KMEM" => &mut self.kernel,
-            "MEMCG_SWAP" => &mut self.swap,
-            _ => return,
-        };
-        *class = class.saturating_add(bytes);
-    }
-
-    fn plus(self, o: ClassSums) -> ClassSums {
-        ClassSums {
-            anon: self.anon.saturating_add(o.anon),
-            file: self.file.saturating_add(o.file),
-            kernel: self.kernel.saturating_add(o.kernel),
-            swap: self.swap.saturating_add(o.swap),
-        }
-    }
-
-    fn deltas(self, dentry_alloc_bytes: Option<u64>) -> ClassDeltas {
-        let ClassSums {
-            anon,
-            file,
-            kernel,
-            swap,
-        } = self;
-        ClassDeltas {
-            anon,
-            file,
-            kernel,
-            swap,
-            dentry_alloc_bytes,
-        }
-    }
-
-    /// Negative totals (imprecise slab batches) are reported as 0.
-    fn bytes(self, dentry_alloc_bytes: Option<u64>) -> ClassBytes {
-        let size = |v: i64| Some(u64::try_from(v).unwrap_or(0));
-        ClassBytes {
-            anon: size(self.anon),
-            file: size(self.file),
-            kernel: size(self.kernel),
-            swap: size(self.swap),
-            dentry_alloc_bytes,
-        }
-    }
-}
-
-/// Bytes of a stat record, or None for event counters.
-fn stat_bytes(rec: &StatRecord) -> Option<i64> {
-    if rec.family == "events" {
-        return None;
-    }
-    // The kernel converts every state item's `val` to pages before the tracepoint
-    // (memcg_state_val_in_pages), `*_B` and `*_KB` items included, so delta_bytes is pages x
-    // page size for all of them.
-    rec.delta_bytes
-}
-
-#[derive(Debug, Clone, Default)]
-struct ReclaimAcc {
-    count: u64,
-    by_kind: BTreeMap<String, u64>,
-    failures: u64,
-    missing_begin: u64,
-    total_latency_ns: u64,
-    max_latency_ns: Option<u64>,
-    latencies: Vec<u64>,
-    truncated: bool,
-    pages: u64,
-}
-
-impl ReclaimAcc {
-    fn add(&mut self, rec: &ReclaimRecord, max_latencies: usize) {
-        self.count += 1;
-        *self.by_kind.entry(rec.kind.clone()).or_default() += 1;
-        self.failures += u64::from(rec.nr_reclaimed == 0);
-        self.pages = self.pages.saturating_add(rec.nr_reclaimed);
-        if rec.missing_begin {
-            self.missing_begin += 1;
-            return;
-        }
-        self.total_latency_ns = self.total_latency_ns.saturating_add(rec.latency_ns);
-        self.max_latency_ns = self.max_latency_ns.max(Some(rec.latency_ns));
-        if self.latencies.len() < max_latencies {
-            self.latencies.push(rec.latency_ns);
-        } else {
-            self.truncated = true;
-        }
-    }
-
-    /// Roll-up: the union of the kept latencies (transient, so not re-bounded).
-    fn merge(&mut self, o: &ReclaimAcc) {
-        self.count += o.count;
-        for (kind, n) in &o.by_kind {
-            *self.by_kind.entry(kind.clone()).or_default() += n;
-        }
-        self.failures += o.failures;
-        self.missing_begin += o.missing_begin;
-        self.total_latency_ns = self.total_latency_ns.saturating_add(o.total_latency_ns);
-        self.max_latency_ns = self.max_latency_ns.max(o.max_latency_ns);
-        self.latencies.extend_from_slice(&o.latencies);
-        self.truncated |= o.truncated;
-        self.pages = self.pages.saturating_add(o.pages);
-    }
-
-    fn stats(&self, page_size: u64) -> ReclaimStats {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let requested = self.count.saturating_mul(SWAP_CLUSTER_MAX);
-        ReclaimStats {
-            count: self.count,
-            by_kind: self.by_kind.clone(),
-            failures: self.failures,
-            missing_begin: self.missing_begin,
-            total_latency_ns: self.total_latency_ns,
-            max_latency_ns: self.max_latency_ns,
-            p50_latency_ns: nearest_rank(&sorted, 50),
-            p99_latency_ns: nearest_rank(&sorted, 99),
-            latency_samples: sorted.len() as u64,
-            latencies_truncated: self.truncated,
-            pages_reclaimed: self.pages,
-            bytes_reclaimed: self.pages.saturating_mul(page_size),
-            requested_pages_assumed: requested,
-            efficiency: (requested > 0).then(|| self.pages as f64 / requested as f64),
-        }
-    }
-}
-
-/// Nearest-rank percentile of sorted values: the smallest value with >= percent% at or below it.
-fn nearest_rank(sorted: &[u64], percent: usize) -> Option<u64> {
-    let rank = (sorted.len() * percent).div_ceil(100);
-    sorted.get(rank.checked_sub(1)?).copied()
 }
 
 /// What one cgroup (or, merged, a subtree) did in the current window.

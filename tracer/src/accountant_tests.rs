@@ -1,8 +1,8 @@
 use super::*;
 use crate::cgroupfs::{CgroupVersion, Limits};
 use crate::record::{
-    CgroupLifecycleRecord, LossRecord, ModeRecord, OomRecord, ProbeStatus, SampleRecord,
-    StartRecord, TaskRef,
+    CgroupLifecycleRecord, LossRecord, ModeRecord, OomRecord, ProbeStatus, ReclaimRecord,
+    SampleRecord, StartRecord, TaskRef,
 };
 
 const SEC: u64 = 1_000_000_000;
