@@ -568,3 +568,8 @@ pub fn full_tracing_fixture(test: &str, name: &str, limit: u64) -> Option<(TestC
     }
     Some((cg, agent))
 }
+
+/// The record's monotonic time.
+pub fn mono(r: &Value) -> u64 {
+    r["mono_ns"].as_u64().expect("record has mono_ns")
+}
