@@ -585,5 +585,11 @@ pub fn stat_file_class_deltas(first: &MemorySnapshot, last: &MemorySnapshot) -> 
 }
 
 #[cfg(test)]
+#[path = "accountant_fixtures.rs"]
+mod fixtures;
+#[cfg(test)]
+#[path = "accountant_rollup_tests.rs"]
+mod rollup_tests;
+#[cfg(test)]
 #[path = "accountant_tests.rs"]
 mod tests;

@@ -584,5 +584,8 @@ impl Detector {
 }
 
 #[cfg(test)]
+#[path = "detector_more_tests.rs"]
+mod more_tests;
+#[cfg(test)]
 #[path = "detector_tests.rs"]
-pub(crate) mod tests;
+mod tests;

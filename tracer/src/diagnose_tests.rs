@@ -1,8 +1,8 @@
 use std::io::Write as _;
 
 use super::*;
-use crate::detector::tests::{oom, sample, v2};
 use crate::detector::IncidentOutcome;
+use crate::test_records::{oom, sample, v2};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/diagnose")).join(name)

@@ -28,5 +28,7 @@ pub mod report;
 pub mod sampler;
 pub mod summary;
 pub mod symbols;
+#[cfg(test)]
+mod test_records;
 pub mod timeline;
 pub mod tracefs;

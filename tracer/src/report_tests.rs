@@ -1,7 +1,7 @@
 use super::*;
-use crate::detector::tests::{oom, sample, stamp, v1, MIB};
 use crate::detector::{Detector, DetectorOptions};
 use crate::record::Record;
+use crate::test_records::{oom, sample, stamp, v1, MIB};
 
 /// A closed hard-overshoot incident of `/job` with an awkward container name, and its timeline.
 fn incident_and_timeline(name_suffix: &str) -> (IncidentRecord, Timeline) {
@@ -28,7 +28,7 @@ fn incident_and_timeline(name_suffix: &str) -> (IncidentRecord, Timeline) {
     };
     victim.victim_comm = format!("evil{name_suffix}");
     timeline.add_oom(&victim, 10);
-    let Record::Reclaim(r) = crate::detector::tests::reclaim(2, 7, "/job", 66, 0, 10) else {
+    let Record::Reclaim(r) = crate::test_records::reclaim(2, 7, "/job", 66, 0, 10) else {
         unreachable!()
     };
     timeline.add_reclaim(&r, 10);
