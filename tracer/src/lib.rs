@@ -7,6 +7,7 @@ pub mod adaptive;
 pub mod agent;
 pub mod analysis;
 pub mod btf;
+pub mod cgroup_layout;
 pub mod cgroup_tree;
 pub mod cgroupfs;
 mod class_sums;
