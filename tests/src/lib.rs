@@ -543,9 +543,15 @@ pub fn final_loss(records: &[Value]) -> Option<&Value> {
 }
 
 /// A test cgroup (with hard limit `limit`) and an agent pinned to it with the per-page probes
-/// always attached, sampling every 200 ms. None, after a skip message, when the kernel has no
-/// per-page memcg stat events (before 6.13) or the test cannot run here.
-pub fn full_tracing_fixture(test: &str, name: &str, limit: u64) -> Option<(TestCgroup, Agent)> {
+/// always attached, sampling every 200 ms. None, after a skip message, when the test cannot run
+/// here or the kernel does not trace every probe in `needs` (e.g. no memcg stat tracepoints
+/// before 6.13).
+pub fn full_tracing_fixture(
+    test: &str,
+    name: &str,
+    limit: u64,
+    needs: &[&str],
+) -> Option<(TestCgroup, Agent)> {
     preconditions(test)?;
     let cg = TestCgroup::create(name, Some(limit)).expect("create test cgroup");
     let agent = Agent::start(&[
@@ -557,13 +563,8 @@ pub fn full_tracing_fixture(test: &str, name: &str, limit: u64) -> Option<(TestC
     ])
     .expect("agent starts");
     let early = agent.records_so_far();
-    if !probe_traced(&early, "memcg:mod_memcg_lruvec_state")
-        || !probe_traced(&early, "memcg:mod_memcg_state")
-    {
-        skip(
-            test,
-            "kernel has no memcg tracepoints (< 6.13): no per-page stat events",
-        );
+    if let Some(missing) = needs.iter().find(|p| !probe_traced(&early, p)) {
+        skip(test, &format!("{missing} is not traced on this kernel"));
         return None;
     }
     Some((cg, agent))
@@ -573,3 +574,6 @@ pub fn full_tracing_fixture(test: &str, name: &str, limit: u64) -> Option<(TestC
 pub fn mono(r: &Value) -> u64 {
     r["mono_ns"].as_u64().expect("record has mono_ns")
 }
+
+/// The per-page memcg stat probes (Linux 6.13+).
+pub const MEMCG_STAT_PROBES: &[&str] = &["memcg:mod_memcg_lruvec_state", "memcg:mod_memcg_state"];

@@ -104,7 +104,8 @@ fn event_class_changes_agree_with_memory_stat() {
     let test = "event_class_changes_agree_with_memory_stat";
     // Without the memcg tracepoints (< 6.13) class changes come from the cgroup files only:
     // there is nothing to cross-check, and the fixture says so.
-    let Some((mut cg, agent)) = full_tracing_fixture(test, "attrib", 1024 * MIB) else {
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "attrib", 1024 * MIB, MEMCG_STAT_PROBES)
+    else {
         return;
     };
     let id = cg.id();

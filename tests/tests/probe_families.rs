@@ -59,7 +59,8 @@ fn max_anon_fault_bytes() -> i64 {
 #[test]
 fn anonymous_allocation_is_attributed() {
     let test = "anonymous_allocation_is_attributed";
-    let Some((mut cg, agent)) = full_tracing_fixture(test, "anon", 256 * MIB) else {
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "anon", 256 * MIB, MEMCG_STAT_PROBES)
+    else {
         return;
     };
     let id = cg.id();
@@ -127,7 +128,8 @@ fn anonymous_allocation_is_attributed() {
 #[test]
 fn page_cache_writes_are_attributed() {
     let test = "page_cache_writes_are_attributed";
-    let Some((mut cg, agent)) = full_tracing_fixture(test, "file", 256 * MIB) else {
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "file", 256 * MIB, MEMCG_STAT_PROBES)
+    else {
         return;
     };
     let id = cg.id();
@@ -155,23 +157,10 @@ fn page_cache_writes_are_attributed() {
 #[test]
 fn dentry_allocations_are_attributed() {
     let test = "dentry_allocations_are_attributed";
-    let Some(_) = preconditions(test) else { return };
-    let mut cg = TestCgroup::create("dentry", Some(256 * MIB)).expect("create test cgroup");
-    let agent = Agent::start(&[
-        "--cgroup",
-        &cg.rel,
-        "--full-tracing",
-        "--interval-ms",
-        "200",
-    ])
-    .expect("agent starts");
-    if !probe_traced(&agent.records_so_far(), "kmem:kmem_cache_alloc") {
-        skip(
-            test,
-            "kmem:kmem_cache_alloc (dentry cache) is not traced on this kernel",
-        );
+    let needs = ["kmem:kmem_cache_alloc"];
+    let Some((mut cg, agent)) = full_tracing_fixture(test, "dentry", 256 * MIB, &needs) else {
         return;
-    }
+    };
     let id = cg.id();
     let scratch = TempDir::new("dentry").expect("scratch dir");
     let dir = scratch.0.join("entries");

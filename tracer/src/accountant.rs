@@ -512,16 +512,10 @@ fn summarize(
 }
 
 fn unknown_identity(id: u64) -> ContainerIdentity {
-    ContainerIdentity {
-        kind: IdentityKind::Plain,
-        runtime: None,
-        container_id: None,
-        short_id: None,
-        pod_uid: None,
-        qos: None,
-        unit: None,
-        name: format!("cgroup id {id} (path unknown)"),
-    }
+    ContainerIdentity::empty(
+        IdentityKind::Plain,
+        format!("cgroup id {id} (path unknown)"),
+    )
 }
 
 fn cgroup_of(rec: &Record) -> Option<&CgroupRef> {

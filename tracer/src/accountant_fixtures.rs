@@ -2,8 +2,8 @@
 pub(super) use super::*;
 pub(super) use crate::cgroupfs::{CgroupVersion, Limits};
 pub(super) use crate::record::{
-    CgroupLifecycleRecord, LossRecord, ModeRecord, OomRecord, ProbeStatus, ReclaimRecord,
-    SampleRecord, StartRecord, TaskRef,
+    CgroupLifecycleRecord, LossRecord, ModeRecord, ProbeStatus, ReclaimRecord, SampleRecord,
+    StartRecord, TaskRef,
 };
 
 pub(super) const SEC: u64 = 1_000_000_000;
@@ -229,19 +229,9 @@ pub(super) fn only(mut list: Vec<SummaryRecord>) -> SummaryRecord {
 }
 
 pub(super) fn oom(id: u64, mono: u64) -> Record {
-    Record::Oom(OomRecord {
-        at: stamp(mono),
-        cgroup: cref(id, "/victim"),
-        victim_pid: 9,
-        victim_comm: "hog".into(),
-        uid: 0,
-        total_vm_kb: 0,
-        anon_rss_kb: 0,
-        file_rss_kb: 0,
-        shmem_rss_kb: 0,
-        pgtables_kb: 0,
-        oom_score_adj: 0,
-        trigger: task(),
-        cgroup_source: "proc".into(),
-    })
+    let Record::Oom(mut rec) = crate::test_records::oom(0, id, "/victim", 9) else {
+        unreachable!("test_records::oom builds an oom record")
+    };
+    rec.at = stamp(mono);
+    Record::Oom(rec)
 }

@@ -147,7 +147,8 @@ pub fn identify(cgroup_path: &str) -> ContainerIdentity {
 }
 
 impl ContainerIdentity {
-    fn empty(kind: IdentityKind, name: String) -> Self {
+    /// An identity of `kind` named `name`, with no container, pod or unit details.
+    pub fn empty(kind: IdentityKind, name: String) -> Self {
         ContainerIdentity {
             kind,
             runtime: None,
