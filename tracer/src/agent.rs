@@ -371,18 +371,8 @@ fn drain(
     sampler: &mut Sampler,
 ) -> Result<()> {
     let mut limited = Vec::new();
-    let mut created = Vec::new();
     while let Some(item) = ring.next() {
         if let Some(rec) = pipeline.on_ring_record(&item) {
-            // A new cgroup gets a baseline sample at once, so its first limit hit (failcnt /
-            // memory.events max growth) is seen as growth even before the next tick.
-            if let Record::Cgroup(c) = &rec {
-                if c.event == "mkdir" {
-                    if let Some(path) = &c.cgroup.cgroup {
-                        created.push(path.clone());
-                    }
-                }
-            }
             if let Record::Reclaim(r) = &rec {
                 if r.kind == "memcg" {
                     if !adaptive.is_full() {
@@ -399,11 +389,6 @@ fn drain(
                 }
             }
             sink.emit(&rec)?;
-        }
-    }
-    for path in &created {
-        if let Some(s) = sampler.sample_new(pipeline.clock(), monotonic_ns(), path) {
-            sink.emit(&Record::Sample(s.record))?;
         }
     }
     if !limited.is_empty() {

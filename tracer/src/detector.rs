@@ -39,7 +39,7 @@
 //! [`DetectorOptions::update_peak_step_bytes`] since the last emitted record, after
 //! [`DetectorOptions::update_every_samples`] samples, or at once on a new OOM kill.
 //! Each record costs O(cgroup depth × open incidents there), never O(history).
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub use crate::incident::*;
 
@@ -140,6 +140,9 @@ pub struct Detector {
     options: DetectorOptions,
     cgroups: BTreeMap<u64, CgroupState>,
     ids_by_path: HashMap<String, u64>,
+    /// Cgroups created during the stream and not sampled yet: their counters (failcnt,
+    /// memory.events) started at zero, so their first sample's counts are all new.
+    created: HashSet<u64>,
 }
 
 fn counter_delta(prev: Option<u64>, now: Option<u64>) -> u64 {
@@ -196,6 +199,7 @@ impl Detector {
             options,
             cgroups: BTreeMap::new(),
             ids_by_path: HashMap::new(),
+            created: HashSet::new(),
         }
     }
 
@@ -239,8 +243,14 @@ impl Detector {
                     inc.record.shrink.dentry_alloc_bytes += d.bytes;
                 }
             }),
-            Record::Cgroup(c) if c.event == "mkdir" => self.learn_path(&c.cgroup),
-            Record::Cgroup(c) if c.event == "rmdir" => return self.on_rmdir(&c.cgroup, &c.at),
+            Record::Cgroup(c) if c.event == "mkdir" => {
+                self.learn_path(&c.cgroup);
+                self.created.insert(state_key(&c.cgroup));
+            }
+            Record::Cgroup(c) if c.event == "rmdir" => {
+                self.created.remove(&state_key(&c.cgroup));
+                return self.on_rmdir(&c.cgroup, &c.at);
+            }
             _ => {}
         }
         Vec::new()
@@ -316,6 +326,9 @@ impl Detector {
         state.container.name.clone_from(&s.identity.name);
         let snap = &s.snapshot;
         let prev = state.last.take();
+        // Counters of a cgroup born during the stream start from zero: a limit hit before its
+        // first sample still counts (the sample may come only after the first reclaim).
+        let born = self.created.remove(&id).then_some(0);
         let limit_hits_now = snap.events.get("max").copied().or(snap.failcnt);
         let (high_now, kills_now) = (
             snap.events.get("high").copied(),
@@ -333,11 +346,18 @@ impl Detector {
             .limits
             .hard
             .is_some_and(|h| interval_peak as f64 >= options.approach_ratio * h as f64);
-        let counter_kills = counter_delta(prev.as_ref().and_then(|p| p.oom_kills), kills_now);
+        let counter_kills =
+            counter_delta(prev.as_ref().and_then(|p| p.oom_kills).or(born), kills_now);
         let unexplained = counter_kills.saturating_sub(state.kills_recorded_since_sample);
         let reading = Reading {
-            limit_hits: counter_delta(prev.as_ref().and_then(|p| p.limit_hits), limit_hits_now),
-            high_events: counter_delta(prev.as_ref().and_then(|p| p.high_events), high_now),
+            limit_hits: counter_delta(
+                prev.as_ref().and_then(|p| p.limit_hits).or(born),
+                limit_hits_now,
+            ),
+            high_events: counter_delta(
+                prev.as_ref().and_then(|p| p.high_events).or(born),
+                high_now,
+            ),
             unexplained_kills: unexplained,
             any_kills: counter_kills > 0 || state.kills_recorded_since_sample > 0,
         };

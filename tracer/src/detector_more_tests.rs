@@ -267,3 +267,28 @@ fn unresolved_cgroups_are_kept_apart() {
         .iter()
         .all(|i| i.container.cgroup_id == 0 && !i.id.contains("-0-")));
 }
+
+/// A cgroup created during the stream starts with zero counters: a limit hit that happened
+/// before its first sample is still a limit hit (the first sample may follow the first reclaim).
+#[test]
+fn a_cgroup_created_while_tracing_counts_hits_from_zero() {
+    let mkdir = |id, path: &str| {
+        Record::Cgroup(CgroupLifecycleRecord {
+            at: stamp(0),
+            cgroup: cg(id, path),
+            event: "mkdir".into(),
+            level: 1,
+            identity: identify(path),
+        })
+    };
+    let born = run(&[
+        mkdir(5, "/new"),
+        sample(1, 5, "/new", v1(98, Some(100), None, 3), &[]),
+    ]);
+    assert_eq!(born[0].phase, IncidentPhase::Open, "{born:?}");
+    assert_eq!(born[0].kind, IncidentKind::LimitHit);
+    assert_eq!(born[0].limit_hits, 3);
+    // A cgroup that existed before the stream: its first sample is only a baseline.
+    let old = run(&[sample(1, 6, "/old", v1(98, Some(100), None, 3), &[])]);
+    assert!(old.is_empty(), "{old:?}");
+}

@@ -1,7 +1,6 @@
 //! Reads the cgroups' own memory files: at every tick for every cgroup that uses memory or has a
 //! hard limit (the always-on, cheap source of class totals, usage and limits, and the fallback
-//! where the memcg tracepoints are missing), and at once for a cgroup that was just created or
-//! whose charges met a limit.
+//! where the memcg tracepoints are missing), and at once for a cgroup whose charges met a limit.
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::{
@@ -106,14 +105,6 @@ impl Sampler {
             out.extend(self.sample_now(clock, now, rel));
         }
         out
-    }
-
-    /// Baseline sample of a cgroup just created (not rate limited: one per mkdir).
-    pub fn sample_new(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
-        if !self.in_scope(rel) {
-            return None;
-        }
-        self.sample_now(clock, now, rel)
     }
 
     fn sample_now(&mut self, clock: &Clock, now: u64, rel: &str) -> Option<Sampled> {
